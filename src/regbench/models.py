@@ -1,0 +1,75 @@
+"""Keras models from the ``model`` and ``trainer`` config groups. Knows nothing of MLflow or Hydra.
+
+Every model is a ``PenaltyTrackingSequential``: Keras' ``Sequential`` plus one metric, so that a
+fit reports the split that Keras' ``loss`` hides::
+
+    loss = data_loss + penalty
+
+``data_loss`` is Keras' own SparseCategoricalCrossentropy metric on the same predictions the loss
+used, ``penalty`` the sum of the layers' regularization terms at the weights the loss used; each
+is the batch-size-weighted mean over the epoch's batches, as Keras averages ``loss``.
+"""
+
+from collections.abc import Callable
+
+import keras
+from keras import ops
+
+import regbench.regularizers  # noqa: F401  (registers RedundancyRegularizer for loading)
+
+OPTIMIZERS = {
+    "adam": keras.optimizers.Adam,
+    "adamw": keras.optimizers.AdamW,
+    "rmsprop": keras.optimizers.RMSprop,
+    "sgd": keras.optimizers.SGD,
+}
+
+
+@keras.saving.register_keras_serializable(package="regbench")
+class PenaltyTrackingSequential(keras.Sequential):
+    """A Sequential model whose ``penalty`` metric is the regularization term inside ``loss``.
+
+    penalty (per epoch) = sum over batches b of n_b * sum(model.losses at step b) / sum of n_b
+    """
+
+    def __init__(self, layers=None, trainable=True, name=None):
+        super().__init__(layers=layers, trainable=trainable, name=name)
+        self.penalty_tracker = keras.metrics.Mean(name="penalty")
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        total = super().compute_loss(
+            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
+        )
+        terms = self.losses
+        penalty = ops.sum(ops.stack(terms)) if terms else ops.zeros((), dtype=total.dtype)
+        self.penalty_tracker.update_state(penalty, sample_weight=ops.shape(y_pred)[0])
+        return total
+
+
+def build_mlp(model_cfg, make_regularizer: Callable[[], keras.regularizers.Regularizer | None],
+              name: str | None = None) -> PenaltyTrackingSequential:
+    """Dense hidden layers (each: kernel regularizer, then BatchNorm and Dropout if configured),
+    then a softmax output layer without a regularizer, as in both seed notebooks."""
+    layers = [keras.Input(shape=(model_cfg.input_dim,))]
+    for units, rate in zip(model_cfg.units, model_cfg.dropout, strict=True):
+        layers.append(keras.layers.Dense(units, activation=model_cfg.activation,
+                                         kernel_regularizer=make_regularizer()))
+        if model_cfg.batch_norm:
+            layers.append(keras.layers.BatchNormalization())
+        if rate > 0:
+            layers.append(keras.layers.Dropout(rate))
+    layers.append(keras.layers.Dense(model_cfg.num_classes, activation="softmax"))
+    return PenaltyTrackingSequential(layers, name=name or model_cfg.name)
+
+
+def compile_classifier(model: keras.Model, trainer_cfg) -> keras.Model:
+    """Sparse categorical cross-entropy, accuracy and ``data_loss``; optimizer from the config."""
+    model.compile(
+        optimizer=OPTIMIZERS[trainer_cfg.optimizer](learning_rate=trainer_cfg.learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+                 keras.metrics.SparseCategoricalCrossentropy(name="data_loss")],
+        steps_per_execution=trainer_cfg.steps_per_execution,
+        jit_compile=trainer_cfg.jit_compile,
+    )
+    return model

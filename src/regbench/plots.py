@@ -1,0 +1,87 @@
+"""PNG figures (matplotlib, Agg backend) for one run or for several arms of runs.
+
+Curves are given per arm as ``{metric: array of shape (runs, epochs)}``, NaN where a run stopped
+early; an arm is drawn as its mean over runs, with a min-max band when it has several runs.
+"""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from regbench.metrics import ReliabilityBins  # noqa: E402
+
+PANELS = (
+    ("Total loss (penalty included)", "loss"),
+    ("Data loss (cross-entropy)", "data_loss"),
+    ("Accuracy", "accuracy"),
+)
+
+
+def pad_runs(series: list[list[float]]) -> np.ndarray:
+    """Runs of unequal length -> array (runs, longest), NaN after a run's last epoch."""
+    longest = max(len(s) for s in series)
+    return np.array([list(s) + [np.nan] * (longest - len(s)) for s in series], dtype=float)
+
+
+def _draw(axis, runs: np.ndarray, color, style, label):
+    epochs = np.arange(1, runs.shape[1] + 1)
+    with np.errstate(all="ignore"):
+        axis.plot(epochs, np.nanmean(runs, axis=0), style, color=color, label=label)
+        if runs.shape[0] > 1:
+            axis.fill_between(epochs, np.nanmin(runs, axis=0), np.nanmax(runs, axis=0),
+                              color=color, alpha=0.15)
+
+
+def plot_learning_curves(curves: dict[str, dict[str, np.ndarray]], path: Path) -> Path:
+    """Train (solid) and validation (dashed) curves of each arm, one panel per PANELS entry."""
+    figure, axes = plt.subplots(1, len(PANELS), figsize=(6 * len(PANELS), 4.5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for (title, metric), axis in zip(PANELS, axes, strict=True):
+        for index, (arm, metrics) in enumerate(curves.items()):
+            color = colors[index % len(colors)]
+            for prefix, style, split_name in (("", "-", "train"), ("val_", "--", "val")):
+                if prefix + metric in metrics:
+                    _draw(axis, metrics[prefix + metric], color, style, f"{arm} {split_name}")
+        axis.set(title=title, xlabel="Epoch")
+        axis.grid(True)
+        axis.legend(fontsize="small")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_reliability(bins_by_arm: dict[str, ReliabilityBins], path: Path) -> Path:
+    """Accuracy against confidence per bin (the diagonal is perfect calibration), ECE in legend."""
+    figure, axis = plt.subplots(figsize=(5.5, 5.5))
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
+    for arm, bins in bins_by_arm.items():
+        filled = bins.counts > 0
+        axis.plot(bins.confidence[filled], bins.accuracy[filled], "o-",
+                  label=f"{arm} (ECE {bins.ece:.4f})")
+    axis.set(title="Reliability diagram", xlabel="Confidence", ylabel="Accuracy",
+             xlim=(0, 1), ylim=(0, 1))
+    axis.grid(True)
+    axis.legend(fontsize="small")
+    return _save(figure, path)
+
+
+def plot_per_seed(values: dict[str, dict[int, float]], metric: str, path: Path) -> Path:
+    """One point per run (x: seed), one series per arm."""
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for arm, by_seed in values.items():
+        seeds = sorted(by_seed)
+        axis.plot(seeds, [by_seed[s] for s in seeds], "o", label=arm)
+    axis.set(title=f"{metric} per seed", xlabel="seed", ylabel=metric)
+    axis.grid(True)
+    axis.legend(fontsize="small")
+    return _save(figure, path)
+
+
+def _save(figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
