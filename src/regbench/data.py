@@ -266,17 +266,20 @@ def to_features(images: np.ndarray) -> np.ndarray:
 
 def split(arrays: dict[str, np.ndarray], val_split: float, limit: int | None, split_seed: int,
           validate_on: str) -> Splits:
-    """Shuffle the training pool with ``split_seed``, cap it at ``limit``, hold out ``val_split``."""
-    x_pool, y_pool = to_features(arrays["x_train"]), arrays["y_train"].astype(np.int32)
-    x_test, y_test = to_features(arrays["x_test"]), arrays["y_test"].astype(np.int32)
-    order = np.random.default_rng(split_seed).permutation(len(x_pool))
+    """Shuffle the training pool with ``split_seed``, cap it at ``limit``, hold out
+    ``val_split`` of it (or nothing, validating on test, when ``validate_on == "test"``)."""
+    order = np.random.default_rng(split_seed).permutation(len(arrays["x_train"]))
     if limit is not None:
         order = order[:limit]
-    if validate_on == "test":
-        return Splits(x_pool[order], y_pool[order], x_test, y_test, x_test, y_test)
-    n_val = int(round(len(order) * val_split))
+    n_val = 0 if validate_on == "test" else int(round(len(order) * val_split))
     val, train = order[:n_val], order[n_val:]
-    return Splits(x_pool[train], y_pool[train], x_pool[val], y_pool[val], x_test, y_test)
+    x_test, y_test = to_features(arrays["x_test"]), arrays["y_test"].astype(np.int32)
+    if validate_on == "test":
+        x_val, y_val = x_test, y_test
+    else:
+        x_val, y_val = to_features(arrays["x_train"][val]), arrays["y_train"][val].astype(np.int32)
+    return Splits(to_features(arrays["x_train"][train]), arrays["y_train"][train].astype(np.int32),
+                  x_val, y_val, x_test, y_test)
 
 
 def load(data_cfg, split_seed: int) -> Splits:
