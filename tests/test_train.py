@@ -48,7 +48,7 @@ def test_a_run_holds_everything_the_contract_names(smoke_store):
         assert np.isfinite(run[f"metrics.{metric}"]), metric
     assert run["metrics.epochs_trained"] == 2 and run["metrics.best_epoch"] in (1, 2)
     artifacts = {a.path for a in client.list_artifacts(run.run_id)}
-    assert {"config.yaml", "plots"} <= artifacts
+    assert {"config.yaml", "plots", "reliability.json"} <= artifacts
     plots = {a.path for a in client.list_artifacts(run.run_id, "plots")}
     assert plots == {"plots/learning_curves.png", "plots/reliability.png"}
     config = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{run.run_id}/config.yaml"))

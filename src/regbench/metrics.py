@@ -24,6 +24,27 @@ class ReliabilityBins:
     accuracy: np.ndarray
     confidence: np.ndarray
 
+    def to_dict(self) -> dict[str, list[float]]:
+        return {name: getattr(self, name).tolist()
+                for name in ("edges", "counts", "accuracy", "confidence")}
+
+    @classmethod
+    def from_dict(cls, record: dict[str, list[float]]) -> "ReliabilityBins":
+        return cls(*(np.array(record[name], dtype=float)
+                     for name in ("edges", "counts", "accuracy", "confidence")))
+
+    @classmethod
+    def pooled(cls, parts: list["ReliabilityBins"]) -> "ReliabilityBins":
+        """The bins of all parts' predictions together: counts add, accuracy and confidence are
+        count-weighted means per bin."""
+        counts = np.sum([p.counts for p in parts], axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            accuracy, confidence = (
+                np.nansum([getattr(p, name) * p.counts for p in parts], axis=0) / counts
+                for name in ("accuracy", "confidence"))
+        accuracy[counts == 0] = confidence[counts == 0] = np.nan
+        return cls(parts[0].edges, counts, accuracy, confidence)
+
     @property
     def ece(self) -> float:
         filled = self.counts > 0

@@ -63,15 +63,20 @@ def _log_plots(history: dict[str, list[float]], arm: str, probs, labels) -> None
     from regbench.metrics import reliability_bins
     from regbench.plots import plot_learning_curves, plot_reliability
 
+    bins = reliability_bins(probs, labels)
+    mlflow.log_dict(bins.to_dict(), "reliability.json")
     with tempfile.TemporaryDirectory() as folder:
         curves = {arm: {key: np.array([values]) for key, values in history.items()}}
         plot_learning_curves(curves, Path(folder) / "learning_curves.png")
-        plot_reliability({arm: reliability_bins(probs, labels)}, Path(folder) / "reliability.png")
+        plot_reliability({arm: bins}, Path(folder) / "reliability.png")
         mlflow.log_artifacts(folder, artifact_path="plots")
 
 
 def train(cfg: DictConfig) -> float:
-    """Train and record one run; return the best value of ``trainer.monitor`` (for sweepers)."""
+    """Train and record one run; return the best value of ``trainer.monitor`` (for sweepers).
+
+    Besides the contract's artifacts, the test predictions' reliability bins are logged as
+    ``reliability.json``, so that the comparison can pool them per arm."""
     validate(cfg)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
