@@ -10,9 +10,11 @@ MNIST := data/mnist.npz
 MAKE_ONLY := ARGS PY seeds quick port run image
 HYDRA_OVERRIDES := $(filter-out $(addsuffix =%,$(MAKE_ONLY)),$(MAKEOVERRIDES))
 ARGS ?=
+seeds ?= 5
+STUDY_EXPERIMENT := l2-vs-custom
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data test test-fast lint train compare ui clean
+.PHONY: help setup data test test-fast lint train compare study clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -42,8 +44,13 @@ lint: $(STAMP) ## ruff over src and tests
 train: $(STAMP) $(MNIST) ## train one run (key=value overrides go to Hydra)
 	$(PYTHON) -m regbench.train $(HYDRA_OVERRIDES) $(ARGS)
 
-compare: $(STAMP) ## the comparison table of the recorded runs
-	$(PYTHON) -m regbench.compare $(HYDRA_OVERRIDES) $(ARGS)
+compare: $(STAMP) ## the comparison table of the recorded runs (options: ARGS="--help")
+	$(PYTHON) -m regbench.compare $(ARGS)
+
+study: $(STAMP) $(MNIST) ## regularizer none,l2,custom x $(seeds) seeds on MNIST, then compare
+	$(PYTHON) -m regbench.train -m experiment=l2_vs_custom 'seed=range(0,$(seeds))' \
+		mlflow.experiment_name=$(STUDY_EXPERIMENT) $(HYDRA_OVERRIDES)
+	$(PYTHON) -m regbench.compare --experiment $(STUDY_EXPERIMENT) $(ARGS)
 
 clean: ## remove the environment, caches and Hydra outputs (keeps data/ and mlruns/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache outputs multirun src/*.egg-info

@@ -30,6 +30,15 @@ def test_defaults_are_the_notebooks_model_one_with_a_held_out_validation_split()
     assert (trainer.batch_size, trainer.epochs, trainer.learning_rate) == (128, 50, 1e-3)
 
 
+def test_the_study_preset_sweeps_three_arms_over_five_seeds():
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["experiment=l2_vs_custom"],
+                      return_hydra_config=True)
+    assert dict(cfg.hydra.sweeper.params) == {"regularizer": "none,l2,custom",
+                                              "seed": "range(0,5)"}
+    assert cfg.data.validate_on == "val" and cfg.model.name == "mlp_bn"
+
+
 def test_presets():
     notebook = composed("experiment=seed_notebook", "regularizer=custom")
     assert notebook.data.validate_on == "test" and notebook.regularizer.name == "custom"

@@ -136,9 +136,20 @@ def validate(cfg: DictConfig) -> None:
     regularizer = cfg.regularizer
     _require("name" in regularizer and "kernel" in regularizer, "regularizer", regularizer.keys(),
              "needs the keys name and kernel (see conf/regularizer/)")
-    for key in ("weight", "l1", "l2"):
+    for key in STRENGTH_KEYS:
         if key in regularizer:
             _check_strength(regularizer, key)
+
+
+STRENGTH_KEYS = ("weight", "l1", "l2")
+
+
+def arm_label(regularizer: Any) -> str:
+    """The arm a regularizer config belongs to: its name and strengths, e.g. ``custom-0.0001``,
+    ``l1_l2-0.001-0.001``, ``none``. Works on a config node or on a run's string params."""
+    strengths = [f"{float(regularizer[key]):g}" for key in STRENGTH_KEYS
+                 if regularizer.get(key) not in (None, "None")]
+    return "-".join([str(regularizer["name"]), *strengths])
 
 
 def group_options(group: str) -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from regbench.config import ConfigError, check_overrides, validate
+from regbench.config import ConfigError, arm_label, check_overrides, validate
 from regbench.paths import CONF_DIR
 
 HYDRA_INFO_FLAGS = {"-h", "--help", "--hydra-help", "-i", "--info", "-c", "--cfg",
@@ -26,12 +26,6 @@ HYDRA_INFO_FLAGS = {"-h", "--help", "--hydra-help", "-i", "--info", "-c", "--cfg
 
 class TrainingDiverged(FloatingPointError):
     """The loss became NaN or infinite and TerminateOnNaN stopped training."""
-
-
-def strength_label(regularizer: DictConfig) -> str:
-    """``custom-0.0001``, ``l1_l2-0.001-0.001``, ``none``: the arm a run belongs to."""
-    strengths = [f"{regularizer[key]:g}" for key in ("weight", "l1", "l2") if key in regularizer]
-    return "-".join([regularizer.name, *strengths])
 
 
 def _verbosity(value: str):
@@ -94,7 +88,7 @@ def train(cfg: DictConfig) -> float:
     keras.utils.set_random_seed(cfg.seed)
     if cfg.trainer.deterministic:
         tf.config.experimental.enable_op_determinism()
-    arm = strength_label(cfg.regularizer)
+    arm = arm_label(cfg.regularizer)
     model = compile_classifier(
         build_mlp(cfg.model, lambda: instantiate(cfg.regularizer.kernel)), cfg.trainer)
     callbacks, early_stop = _callbacks(cfg.trainer, _verbosity(cfg.trainer.verbose))

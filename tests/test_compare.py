@@ -1,0 +1,177 @@
+"""The comparison on a store whose runs carry metrics chosen here, so every number is known."""
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import sqlite_uri
+from regbench import compare
+from regbench.metrics import reliability_bins
+from regbench.stats import CANNOT_JUDGE
+
+SEEDS = [0, 1, 2, 3, 4]
+L2_ACC = np.array([0.970, 0.972, 0.969, 0.971, 0.973])
+L2_LOSS = np.array([0.100, 0.098, 0.103, 0.099, 0.097])
+ARMS = {  # arm -> (regularizer params, seeds, test accuracy, test data loss)
+    "l2-0.0001": ({"name": "l2", "weight": "0.0001"}, SEEDS, L2_ACC, L2_LOSS),
+    # a real difference: +0.01 accuracy and -0.02 data loss on every seed, give or take 0.0005
+    "custom-0.0001": ({"name": "custom", "weight": "0.0001"}, SEEDS,
+                      L2_ACC + 0.01 + np.array([5, -5, 3, -3, 0]) * 1e-4,
+                      L2_LOSS - 0.02 + np.array([-4, 4, 2, -2, 0]) * 1e-4),
+    # no difference: the same values shuffled across seeds
+    "none": ({"name": "none"}, SEEDS, L2_ACC[[2, 0, 4, 1, 3]], L2_LOSS[[3, 4, 0, 2, 1]]),
+    # a single run
+    "l1-0.001": ({"name": "l1", "weight": "0.001"}, [0], np.array([0.95]), np.array([0.2])),
+}
+
+
+def record(experiment_id, params, seed, accuracy, data_loss, with_reliability=True):
+    client = MlflowClient()
+    run = client.create_run(experiment_id, tags={"mlflow.runName": f"{params['name']}-{seed}"})
+    for key, value in params.items():
+        client.log_param(run.info.run_id, f"regularizer.{key}", value)
+    client.log_param(run.info.run_id, "seed", seed)
+    finals = {"test_accuracy": accuracy, "test_data_loss": data_loss,
+              "test_total_loss": data_loss + 0.05, "test_ece": 0.01, "test_brier": 0.04,
+              "epochs_trained": 3}
+    for key, value in finals.items():
+        client.log_metric(run.info.run_id, key, float(value))
+    for epoch in range(3):
+        for key in compare.CURVE_METRICS:
+            client.log_metric(run.info.run_id, key, 1.0 / (epoch + 1), step=epoch)
+    if with_reliability:
+        probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])
+        bins = reliability_bins(probs, np.array([0, 1, 1]))
+        client.log_dict(run.info.run_id, bins.to_dict(), "reliability.json")
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("compare")
+    mlflow.set_tracking_uri(sqlite_uri(folder))
+    experiment_id = mlflow.create_experiment("regbench",
+                                             artifact_location=(folder / "art").as_uri())
+    for params, seeds, accuracy, data_loss in ARMS.values():
+        for seed, acc, loss in zip(seeds, accuracy, data_loss, strict=True):
+            record(experiment_id, params, seed, acc, loss)
+    failed = MlflowClient().create_run(experiment_id)
+    MlflowClient().set_terminated(failed.info.run_id, "FAILED")  # never compared
+    return folder
+
+
+@pytest.fixture
+def comparison(store):
+    mlflow.set_tracking_uri(sqlite_uri(store))
+    return compare.summarise(compare.fetch_runs("regbench", None), "l2")
+
+
+def test_the_table_has_the_means_stds_and_counts_computed_here(comparison):
+    summary = comparison.summary.set_index("arm")
+    assert list(summary.index) == ["l2-0.0001", "custom-0.0001", "l1-0.001", "none"]
+    for arm, (_, seeds, accuracy, data_loss) in ARMS.items():
+        row = summary.loc[arm]
+        assert row["runs"] == len(seeds)
+        assert row["test_accuracy_mean"] == pytest.approx(np.mean(accuracy))
+        assert row["test_data_loss_mean"] == pytest.approx(np.mean(data_loss))
+        if len(seeds) > 1:
+            assert row["test_accuracy_std"] == pytest.approx(np.std(accuracy, ddof=1))
+            assert row["test_data_loss_std"] == pytest.approx(np.std(data_loss, ddof=1))
+        else:
+            assert np.isnan(row["test_accuracy_std"])
+
+
+def test_a_real_difference_is_found_and_its_interval_holds_the_truth(comparison):
+    accuracy, data_loss = comparison.differences["custom-0.0001"]
+    assert accuracy.paired and accuracy.verdict == "better" and data_loss.verdict == "better"
+    assert accuracy.low <= 0.01 <= accuracy.high and accuracy.p_value < 0.05
+    assert data_loss.low <= -0.02 <= data_loss.high
+
+
+def test_no_difference_is_not_called_a_difference(comparison):
+    accuracy, data_loss = comparison.differences["none"]
+    assert accuracy.estimate == pytest.approx(0.0, abs=1e-12)
+    assert accuracy.low <= 0.0 <= accuracy.high
+    assert accuracy.verdict == data_loss.verdict == "no detectable difference at 95%"
+
+
+def test_a_single_run_cannot_be_judged(comparison):
+    accuracy, _ = comparison.differences["l1-0.001"]
+    assert accuracy.verdict == CANNOT_JUDGE
+    assert accuracy.estimate == pytest.approx(0.95 - np.mean(L2_ACC))
+
+
+def test_the_report_is_printed_written_and_logged(store, tmp_path, capsys):
+    assert compare.main(["--tracking-uri", sqlite_uri(store), "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "| custom-0.0001 | 5 | 0 1 2 3 4 |" in printed
+    assert "custom-0.0001 vs l2-0.0001: test accuracy better" in printed
+    written = {p.name for p in tmp_path.iterdir()}
+    expected = {"comparison.md", "comparison.csv", "compared_run_ids.txt", "learning_curves.png",
+                "test_accuracy_per_seed.png", "reliability.png"}
+    assert expected <= written
+    csv = pd.read_csv(tmp_path / "comparison.csv")
+    assert csv.set_index("arm").loc["none", "runs"] == 5
+    runs = mlflow.search_runs(experiment_names=[compare.COMPARISONS_EXPERIMENT])
+    assert len(runs) == 1
+    compared = set(runs.iloc[0]["tags.compared_run_ids"].split(","))
+    assert len(compared) == 16
+    logged = {a.path for a in MlflowClient().list_artifacts(runs.iloc[0].run_id)}
+    assert expected <= logged
+
+
+def test_an_empty_store_says_so(tmp_path, capsys):
+    assert compare.main(["--tracking-uri", sqlite_uri(tmp_path), "--no-log"]) == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # after MLflow's creating the db
+    assert error.startswith("error: no experiment 'regbench'") and "make train" in error
+
+
+def test_a_filter_matching_nothing_says_so(store, capsys):
+    arguments = ["--tracking-uri", sqlite_uri(store), "--no-log",
+                 "--filter", "params.seed = '99'"]
+    assert compare.main(arguments) == 1
+    assert "no FINISHED runs in experiment 'regbench' matching" in capsys.readouterr().err
+
+
+def test_a_missing_reference_arm_says_which_arms_there_are(store, capsys):
+    arguments = ["--tracking-uri", sqlite_uri(store), "--no-log", "--reference", "orthogonal"]
+    assert compare.main(arguments) == 1
+    error = capsys.readouterr().err
+    assert "reference arm 'orthogonal' is not one of the arms" in error and "l2-0.0001" in error
+
+
+def test_runs_with_missing_metrics_are_named_not_fatal(tmp_path):
+    mlflow.set_tracking_uri(sqlite_uri(tmp_path))
+    experiment_id = mlflow.create_experiment("regbench",
+                                             artifact_location=(tmp_path / "a").as_uri())
+    for seed in (0, 1):
+        record(experiment_id, {"name": "l2", "weight": "0.0001"}, seed, 0.9, 0.3)
+    client = MlflowClient()
+    bare = client.create_run(experiment_id)
+    client.log_param(bare.info.run_id, "regularizer.name", "none")
+    client.log_param(bare.info.run_id, "seed", 0)
+    client.log_metric(bare.info.run_id, "test_accuracy", 0.8)
+    client.set_terminated(bare.info.run_id)
+    result = compare.summarise(compare.fetch_runs("regbench", None), "l2")
+    assert any("lack test_ece" in w and bare.info.run_id[:8] in w for w in result.warnings)
+    assert "lack test_ece" in compare.markdown(result)
+
+
+def test_a_small_study_end_to_end(tmp_path, capsys):
+    """The study's multirun grid on synthetic data, then the comparison of its real runs."""
+    from conftest import run_module
+
+    result = run_module(
+        "regbench.train", "-m", "experiment=l2_vs_custom", "data=synthetic", "trainer=smoke",
+        "seed=0,1", f"mlflow.tracking_uri={sqlite_uri(tmp_path)}", "mlflow.experiment_name=study",
+        f"hydra.sweep.dir={tmp_path / 'multirun'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert compare.main(["--tracking-uri", sqlite_uri(tmp_path), "--experiment", "study",
+                         "--out", str(tmp_path / "report")]) == 0
+    printed = capsys.readouterr().out
+    for arm in ("l2-0.0001", "custom-0.0001", "none"):
+        assert f"| {arm} | 2 | 0 1 |" in printed
+    assert printed.count(" vs l2-0.0001: test accuracy ") == 2
