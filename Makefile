@@ -11,10 +11,12 @@ MAKE_ONLY := ARGS PY seeds quick port run image
 HYDRA_OVERRIDES := $(filter-out $(addsuffix =%,$(MAKE_ONLY)),$(MAKEOVERRIDES))
 ARGS ?=
 seeds ?= 5
+port ?= 5000
+TRACKING_URI = $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlruns/mlflow.db)
 STUDY_EXPERIMENT := l2-vs-custom
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data test test-fast lint train compare study clean
+.PHONY: help setup data test test-fast lint train compare study runs ui serve predict clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -51,6 +53,19 @@ study: $(STAMP) $(MNIST) ## regularizer none,l2,custom x $(seeds) seeds on MNIST
 	$(PYTHON) -m regbench.train -m experiment=l2_vs_custom 'seed=range(0,$(seeds))' \
 		mlflow.experiment_name=$(STUDY_EXPERIMENT) $(HYDRA_OVERRIDES)
 	$(PYTHON) -m regbench.compare --experiment $(STUDY_EXPERIMENT) $(ARGS)
+
+runs: $(STAMP) ## list the runs (ARGS="--stale --mark-killed" ends runs whose process is gone)
+	$(PYTHON) -m regbench.runs $(ARGS)
+
+ui: $(STAMP) ## the MLflow UI over the same store on http://127.0.0.1:$(port)
+	$(VENV)/bin/mlflow ui --backend-store-uri '$(TRACKING_URI)' --host 127.0.0.1 --port $(port)
+
+serve: $(STAMP) ## serve run=<id>'s model on http://127.0.0.1:$(port)/invocations
+	MLFLOW_TRACKING_URI='$(TRACKING_URI)' $(VENV)/bin/mlflow models serve -m runs:/$(run)/model \
+		--env-manager local --host 127.0.0.1 --port $(port)
+
+predict: $(STAMP) ## classify image=<png> with run=<id>'s model
+	$(PYTHON) -m regbench.predict $(run) $(image)
 
 clean: ## remove the environment, caches and Hydra outputs (keeps data/ and mlruns/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache outputs multirun src/*.egg-info

@@ -24,12 +24,14 @@ def run_module(module: str, *args: str, cwd: Path, env: dict | None = None,
     )
 
 
-def train(store: Path, *overrides: str,
-          experiment: str = "regbench") -> subprocess.CompletedProcess:
-    """One ``python -m regbench.train`` into the SQLite store under ``store``."""
+def train(store: Path, *overrides: str, experiment: str = "regbench",
+          tracking_uri: str | None = None) -> subprocess.CompletedProcess:
+    """One ``python -m regbench.train`` into the SQLite store under ``store``; ``overrides``
+    come last, so they win over the store's defaults."""
     return run_module(
-        "regbench.train", *overrides, f"mlflow.tracking_uri={sqlite_uri(store)}",
-        f"mlflow.experiment_name={experiment}", f"hydra.run.dir={store / 'outputs'}", cwd=store,
+        "regbench.train", f"mlflow.tracking_uri={tracking_uri or sqlite_uri(store)}",
+        f"mlflow.experiment_name={experiment}", f"hydra.run.dir={store / 'outputs'}", *overrides,
+        cwd=store,
     )
 
 

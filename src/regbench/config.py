@@ -9,11 +9,13 @@ every job a command line asks for, before Hydra runs it, and turns any failure i
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from regbench.paths import CONF_DIR
 
@@ -177,19 +179,30 @@ def _check_group_choices(parsed) -> None:
                      f"{', '.join(options)}")
 
 
+def check_output_dir(path: str, key: str) -> None:
+    """Raise ConfigError unless folder ``path`` exists or can be created (no side effects)."""
+    folder = Path(path).absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{key}={path}: cannot be created, {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={path}: cannot be created, {existing} is not writable")
+
+
 def check_overrides(arguments: list[str]) -> None:
     """Compose and validate every job that ``python -m regbench.train ARGUMENTS`` would run.
 
     Raises ConfigError with one line for an unknown group option, an unknown key, a value of the
-    wrong type or out of range. Hydra's own flags and ``hydra.*`` overrides are left to Hydra;
-    sweeps that only a search plugin can expand (``interval(...)``) are checked by the job.
+    wrong type or out of range, or an output folder that cannot be created. Hydra's own flags
+    are left to Hydra; sweeps that only a search plugin can expand (``interval(...)``) are
+    checked by the job.
     """
     from hydra import compose, initialize_config_dir
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    overrides = [a for a in arguments if "=" in a and not a.startswith("-")
-                 and not a.lstrip("+~").startswith("hydra")]
+    multirun = "-m" in arguments or "--multirun" in arguments
+    overrides = [a for a in arguments if "=" in a and not a.startswith("-")]
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as error:
@@ -202,7 +215,9 @@ def check_overrides(arguments: list[str]) -> None:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         for job in jobs:
             try:
-                cfg = compose(config_name="config", overrides=job)
+                cfg = compose(config_name="config", overrides=job, return_hydra_config=True)
             except Exception as error:
                 raise ConfigError(_one_line(error)) from None
             validate(cfg)
+        key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+        check_output_dir(OmegaConf.select(cfg, key), key)

@@ -73,3 +73,18 @@ def compile_classifier(model: keras.Model, trainer_cfg) -> keras.Model:
         jit_compile=trainer_cfg.jit_compile,
     )
     return model
+
+
+def inference_copy(model: keras.Model) -> keras.Sequential:
+    """The same layers and weights as a plain ``keras.Sequential`` without regularizers or the
+    penalty metric: what a prediction needs, loadable and servable where regbench is not
+    installed (the regularizer is recorded in the run's params and config.yaml)."""
+    layers = [keras.Input(shape=model.input_shape[1:])]
+    for layer in model.layers:
+        config = layer.get_config()
+        if "kernel_regularizer" in config:
+            config["kernel_regularizer"] = None
+        layers.append(layer.__class__.from_config(config))
+    copy = keras.Sequential(layers, name=model.name)
+    copy.set_weights(model.get_weights())
+    return copy

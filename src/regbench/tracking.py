@@ -35,23 +35,34 @@ def sqlite_artifact_root(tracking_uri: str, experiment_name: str) -> str | None:
     return (db_dir / "artifacts" / re.sub(r"[^\w.-]", "_", experiment_name)).as_uri()
 
 
+class StoreError(RuntimeError):
+    """The tracking store cannot be used; the message names it and says why."""
+
+
 def use_store(tracking_uri: str | None, experiment_name: str) -> str:
     """Point MLflow at the store (default: the project's SQLite), create the experiment if
-    needed, and return its id."""
+    needed, and return its id. A store that cannot be created or written raises StoreError."""
     uri = tracking_uri or default_tracking_uri()
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    client = MlflowClient()
-    experiment = client.get_experiment_by_name(experiment_name)
-    if experiment is not None:
-        return experiment.experiment_id
     try:
-        return client.create_experiment(
-            experiment_name, artifact_location=sqlite_artifact_root(uri, experiment_name)
-        )
-    except MlflowException:  # created meanwhile by a parallel job
-        return client.get_experiment_by_name(experiment_name).experiment_id
+        if uri.startswith("sqlite:///"):
+            database = Path(uri.removeprefix("sqlite:///"))
+            database.parent.mkdir(parents=True, exist_ok=True)
+            if not os.access(database.parent, os.W_OK) or (
+                    database.exists() and not os.access(database, os.W_OK)):
+                raise PermissionError(f"{database} is not writable")
+        mlflow.set_tracking_uri(uri)
+        client = MlflowClient()
+        experiment = client.get_experiment_by_name(experiment_name)
+        if experiment is not None:
+            return experiment.experiment_id
+        try:
+            return client.create_experiment(
+                experiment_name, artifact_location=sqlite_artifact_root(uri, experiment_name))
+        except MlflowException:  # created meanwhile by a parallel job
+            return client.get_experiment_by_name(experiment_name).experiment_id
+    except (OSError, MlflowException) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise StoreError(f"tracking store {uri} cannot be used: {reason}") from error
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -83,19 +94,18 @@ def process_tags() -> dict[str, str]:
     return {"host": socket.gethostname(), "pid": str(os.getpid())}
 
 
-class _Interrupted(KeyboardInterrupt):
-    """SIGTERM, delivered as a KeyboardInterrupt so that it unwinds like Ctrl-C."""
-
-
 def _raise_interrupt(signum, frame):
-    raise _Interrupted(f"signal {signal.Signals(signum).name}")
+    """SIGINT or SIGTERM as a KeyboardInterrupt, so that both unwind like Ctrl-C (also in a
+    process started in the background, where the shell leaves SIGINT ignored)."""
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
 @contextmanager
 def recorded_run(experiment_id: str, run_name: str, tags: dict[str, str]) -> Iterator[Any]:
     """Start a run and always end it with a true status: FINISHED, FAILED (error tags) or KILLED
     (Ctrl-C or SIGTERM). Exceptions propagate after the run is closed."""
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = {signum: signal.signal(signum, _raise_interrupt)
+                for signum in (signal.SIGINT, signal.SIGTERM)}
     run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
                            tags={**tags, **process_tags()})
     status = "FAILED"
@@ -111,7 +121,8 @@ def recorded_run(experiment_id: str, run_name: str, tags: dict[str, str]) -> Ite
     finally:
         mlflow.flush_async_logging()
         mlflow.end_run(status=status)
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class EpochMetricsCallback(MlflowCallback):

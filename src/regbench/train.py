@@ -8,7 +8,6 @@ so ``--help`` and ``--cfg job`` stay fast.
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 import time
@@ -72,7 +71,6 @@ def train(cfg: DictConfig) -> float:
     Besides the contract's artifacts, the test predictions' reliability bins are logged as
     ``reliability.json``, so that the comparison can pool them per arm."""
     validate(cfg)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import mlflow
     import numpy as np
@@ -81,10 +79,10 @@ def train(cfg: DictConfig) -> float:
 
     from regbench import data, tracking
     from regbench.metrics import brier_score, expected_calibration_error
-    from regbench.models import build_mlp, compile_classifier
+    from regbench.models import build_mlp, compile_classifier, inference_copy
 
-    experiment_id = tracking.use_store(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
     splits = data.load(cfg.data, split_seed=cfg.data.split_seed)
+    experiment_id = tracking.use_store(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
     keras.utils.set_random_seed(cfg.seed)
     if cfg.trainer.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -126,7 +124,7 @@ def train(cfg: DictConfig) -> float:
             "train_seconds": train_seconds,
         })
         _log_plots(history, arm, probs, splits.y_test)
-        tracking.log_keras_model(model, splits.x_test[:5])
+        tracking.log_keras_model(inference_copy(model), splits.x_test[:5])
         print(f"{run_name}: test accuracy {test['accuracy']:.4f}, test data loss "
               f"{test['data_loss']:.4f}, test total loss {test['loss']:.4f}")
     return float(early_stop.best)
@@ -135,12 +133,16 @@ def train(cfg: DictConfig) -> float:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def hydra_entry(cfg: DictConfig) -> float:
     from regbench.data import DataError
+    from regbench.tracking import StoreError
 
     try:
         return train(cfg)
-    except (ConfigError, DataError) as error:
+    except (ConfigError, DataError, StoreError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt as interrupt:
+        print(f"interrupted ({interrupt or 'Ctrl-C'}): the run is marked KILLED", file=sys.stderr)
+        sys.exit(130)
 
 
 def main() -> None:

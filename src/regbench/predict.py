@@ -1,0 +1,57 @@
+"""``python -m regbench.predict RUN_ID IMAGE`` (``make predict run=... image=...``).
+
+Classifies one image with a run's logged model. The image (PNG, any size, colour or grey) is
+turned into what the model was trained on: grey, 28x28, values in [0, 1], white digit on black
+(an image whose mean is above 0.5 is taken to be dark-on-light and inverted), flattened to 784.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def image_features(path: Path) -> np.ndarray:
+    """A (1, 784) float32 row from an image file, as described in the module docstring."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        grey = np.asarray(image.convert("L").resize((28, 28)), dtype=np.float32) / 255.0
+    if grey.mean() > 0.5:
+        grey = 1.0 - grey
+    return grey.reshape(1, 784)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Classify an image with a run's model.")
+    parser.add_argument("run_id")
+    parser.add_argument("image", type=Path)
+    parser.add_argument("--tracking-uri", default=None)
+    args = parser.parse_args(argv)
+    if not args.image.is_file():
+        print(f"error: image {args.image}: no such file", file=sys.stderr)
+        return 1
+
+    import mlflow
+
+    from regbench.paths import default_tracking_uri
+
+    mlflow.set_tracking_uri(args.tracking_uri or default_tracking_uri())
+    try:
+        model = mlflow.keras.load_model(f"runs:/{args.run_id}/model")
+    except Exception as error:
+        print(f"error: run {args.run_id}: no loadable model ({str(error).splitlines()[0]})",
+              file=sys.stderr)
+        return 1
+    probs = model.predict(image_features(args.image), verbose=0)[0]
+    top = int(np.argmax(probs))
+    print(f"class {top} (probability {probs[top]:.4f})")
+    print("probabilities: " + " ".join(f"{k}:{p:.3f}" for k, p in enumerate(probs)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

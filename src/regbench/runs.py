@@ -1,0 +1,91 @@
+"""``python -m regbench.runs`` (``make runs``): the recorded runs, and the stale ones.
+
+A run is *stale* when it is RUNNING but the process that logged it (tags ``host`` and ``pid``)
+no longer exists on this host: it was killed too hard to close its run (SIGKILL, power loss).
+``--stale --mark-killed`` ends such runs as KILLED. RUNNING runs of other hosts are listed as
+such and never touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+
+import pandas as pd
+
+COLUMNS = {"run_id": "run", "status": "status", "tags.regularizer": "regularizer",
+           "tags.seed": "seed", "metrics.test_accuracy": "test_accuracy",
+           "tags.mlflow.runName": "name"}
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def stale_runs(runs: pd.DataFrame, host: str | None = None) -> pd.DataFrame:
+    """RUNNING runs logged on ``host`` (default: this one) whose pid is no longer alive."""
+    host = host or socket.gethostname()
+    running = runs[runs["status"] == "RUNNING"]
+    if running.empty or not {"tags.pid", "tags.host"} <= set(running.columns):
+        return running.iloc[0:0]
+    here = running[running["tags.host"] == host]
+    dead = [not process_alive(int(pid)) if str(pid).isdigit() else False
+            for pid in here["tags.pid"]]
+    return here[dead]
+
+
+def table(runs: pd.DataFrame) -> str:
+    present = {column: title for column, title in COLUMNS.items() if column in runs}
+    frame = runs[list(present)].rename(columns=present)
+    frame["run"] = frame["run"].str[:12]
+    return frame.to_string(index=False, float_format=lambda v: f"{v:.4f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="List recorded runs; find stale RUNNING runs.")
+    parser.add_argument("--experiment", default="regbench")
+    parser.add_argument("--tracking-uri", default=None)
+    parser.add_argument("--stale", action="store_true",
+                        help="only RUNNING runs whose process on this host is gone")
+    parser.add_argument("--mark-killed", action="store_true",
+                        help="with --stale: end those runs as KILLED")
+    args = parser.parse_args(argv)
+    if args.mark_killed and not args.stale:
+        parser.error("--mark-killed goes with --stale")
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from regbench.paths import default_tracking_uri
+
+    mlflow.set_tracking_uri(args.tracking_uri or default_tracking_uri())
+    if mlflow.get_experiment_by_name(args.experiment) is None:
+        print(f"error: no experiment '{args.experiment}' in {mlflow.get_tracking_uri()}",
+              file=sys.stderr)
+        return 1
+    runs = mlflow.search_runs(experiment_names=[args.experiment], max_results=100_000)
+    if args.stale:
+        runs = stale_runs(runs) if not runs.empty else runs
+    if runs.empty:
+        print("no stale runs" if args.stale else "no runs")
+        return 0
+    print(table(runs))
+    if args.mark_killed:
+        client = MlflowClient()
+        for run_id in runs["run_id"]:
+            client.set_tag(run_id, "killed_by", "regbench-runs --stale --mark-killed")
+            client.set_terminated(run_id, "KILLED")
+        print(f"marked {len(runs)} run(s) KILLED")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

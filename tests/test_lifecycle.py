@@ -1,0 +1,144 @@
+"""Run status is always true: interrupted, failed, diverged and stale runs; up-front refusals."""
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import runs, sqlite_uri, train
+from regbench import runs as runs_cli
+
+
+def wait_for_first_epoch(store, timeout=180):
+    """The run id once the run has logged an epoch. Polls with sqlite3 itself: an MLflow client
+    opened while the trainer still creates the database would migrate it concurrently."""
+    database = store / "mlruns" / "mlflow.db"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            with sqlite3.connect(database) as connection:
+                row = connection.execute(
+                    "SELECT run_uuid FROM metrics WHERE key = 'loss' LIMIT 1").fetchone()
+        except sqlite3.Error:
+            continue
+        if row:
+            return row[0]
+    raise AssertionError("no epoch was logged in time")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_run_ends_killed_with_its_metrics(tmp_path, signum):
+    command = [sys.executable, "-m", "regbench.train", "data=synthetic", "data.n_train=30000",
+               "model=mlp_small", "trainer.epochs=1000", "trainer.verbose=0",
+               "trainer.early_stopping_patience=1000",
+               f"mlflow.tracking_uri={sqlite_uri(tmp_path)}",
+               f"hydra.run.dir={tmp_path / 'out'}"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        run_id = wait_for_first_epoch(tmp_path)
+        mlflow.set_tracking_uri(sqlite_uri(tmp_path))
+        run = MlflowClient().get_run(run_id)
+        assert run.info.status == "RUNNING" and run.data.tags["pid"] == str(process.pid)
+        sent = time.monotonic()
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+        assert time.monotonic() - sent < 15
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr[-2000:]
+    assert "marked KILLED" in stderr
+    assert MlflowClient().get_run(run_id).info.status == "KILLED"
+    assert len(MlflowClient().get_metric_history(run_id, "loss")) >= 1
+
+
+def test_an_exception_ends_the_run_failed_with_its_type_and_message(tmp_path):
+    result = train(tmp_path, "data=synthetic", "trainer=smoke", "model=mlp_small",
+                   "model.input_dim=100")  # the data has 784 features
+    assert result.returncode != 0
+    run = runs(tmp_path).iloc[0]
+    assert run["status"] == "FAILED" and run["tags.error_type"] == "ValueError"
+    assert "100" in run["tags.error_message"]
+
+
+def test_a_diverging_loss_stops_training_and_fails_the_run(tmp_path):
+    result = train(tmp_path, "data=synthetic", "trainer=smoke", "trainer.epochs=3",
+                   "trainer.optimizer=sgd", "trainer.learning_rate=1", "regularizer.weight=1e30")
+    assert result.returncode != 0
+    run = runs(tmp_path).iloc[0]
+    assert run["status"] == "FAILED" and run["tags.failure"] == "nan_loss"
+    assert run["tags.error_type"] == "TrainingDiverged"
+
+
+def _one_line_error(result):
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith(
+        ("WARNING: All log", "I0000", "E0000", "W0000", "To enable"))]
+    assert result.returncode != 0 and len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+def test_an_unusable_store_is_refused_before_any_run(tmp_path):
+    result = train(tmp_path, "data=synthetic", "trainer=smoke",
+                   tracking_uri="sqlite:////etc/passwd/mlruns/mlflow.db")
+    assert "tracking store sqlite:////etc/passwd/mlruns/mlflow.db cannot be used" in (
+        _one_line_error(result))
+
+
+def test_an_output_folder_that_cannot_be_created_is_refused(tmp_path):
+    (tmp_path / "file").write_text("")
+    result = train(tmp_path, "data=synthetic", f"hydra.run.dir={tmp_path / 'file' / 'out'}")
+    assert "hydra.run.dir=" in _one_line_error(result)
+    assert not (tmp_path / "mlruns").exists()
+
+
+@pytest.mark.skipif(os.path.isdir("/usr/share/datasets/fashion-mnist"),
+                    reason="Fashion-MNIST is installed here")
+def test_missing_data_without_a_source_is_refused_before_any_run(tmp_path):
+    result = train(tmp_path, "data=fashion_mnist", "trainer=smoke")
+    assert "apt-get install dataset-fashion-mnist" in _one_line_error(result)
+    assert runs(tmp_path).empty
+
+
+def test_stale_runs_are_found_and_marked_killed(tmp_path, capsys):
+    mlflow.set_tracking_uri(sqlite_uri(tmp_path))
+    experiment_id = mlflow.create_experiment("regbench")
+    dead = subprocess.Popen(["true"])  # a pid that has exited
+    dead.wait()
+    client = MlflowClient()
+    here = socket.gethostname()
+    stale = client.create_run(experiment_id, tags={"host": here, "pid": str(dead.pid)})
+    alive = client.create_run(experiment_id, tags={"host": here, "pid": str(os.getpid())})
+    elsewhere = client.create_run(experiment_id, tags={"host": "other-host", "pid": "1"})
+    uri = ["--tracking-uri", sqlite_uri(tmp_path)]
+    assert runs_cli.main([*uri, "--stale"]) == 0
+    listed = capsys.readouterr().out
+    assert stale.info.run_id[:12] in listed
+    assert alive.info.run_id[:12] not in listed and elsewhere.info.run_id[:12] not in listed
+    assert runs_cli.main([*uri, "--stale", "--mark-killed"]) == 0
+    assert client.get_run(stale.info.run_id).info.status == "KILLED"
+    assert client.get_run(alive.info.run_id).info.status == "RUNNING"
+    assert client.get_run(elsewhere.info.run_id).info.status == "RUNNING"
+    capsys.readouterr()
+    assert runs_cli.main(uri) == 0
+    assert "KILLED" in capsys.readouterr().out
+
+
+def test_deterministic_runs_repeat_exactly(tmp_path):
+    for _ in range(2):
+        result = train(tmp_path, "data=synthetic", "trainer=smoke", "trainer.epochs=2",
+                       "trainer.deterministic=true", "seed=7")
+        assert result.returncode == 0, result.stderr[-2000:]
+    first, second = runs(tmp_path)["run_id"]
+    client = MlflowClient()
+    for metric in ("loss", "val_loss", "accuracy", "penalty"):
+        history = [[m.value for m in client.get_metric_history(run, metric)]
+                   for run in (first, second)]
+        assert history[0] == history[1], metric
