@@ -61,7 +61,8 @@ ui: $(STAMP) ## the MLflow UI over the same store on http://127.0.0.1:$(port)
 	$(VENV)/bin/mlflow ui --backend-store-uri '$(TRACKING_URI)' --host 127.0.0.1 --port $(port)
 
 serve: $(STAMP) ## serve run=<id>'s model on http://127.0.0.1:$(port)/invocations
-	MLFLOW_TRACKING_URI='$(TRACKING_URI)' $(VENV)/bin/mlflow models serve -m runs:/$(run)/model \
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MLFLOW_TRACKING_URI='$(TRACKING_URI)' \
+		mlflow models serve -m runs:/$(run)/model \
 		--env-manager local --host 127.0.0.1 --port $(port)
 
 predict: $(STAMP) ## classify image=<png> with run=<id>'s model

@@ -1,0 +1,97 @@
+"""`make ui` serves the store: its REST API and its pages, read by a real headless browser."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from conftest import PROJECT_ROOT, sqlite_uri
+
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--window-size=1400,900", "--virtual-time-budget=20000"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited: {process.stderr.read()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not come up")
+
+
+def api(base: str, path: str, body: dict | None = None) -> dict:
+    request = urllib.request.Request(
+        base + path, data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+@pytest.fixture(scope="module")
+def ui(smoke_store):
+    """``make ui`` on a free port over the smoke store; yields its base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        ["make", "--no-print-directory", "ui", f"port={port}"], cwd=PROJECT_ROOT,
+        env={**os.environ, "MLFLOW_TRACKING_URI": sqlite_uri(smoke_store)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{base}/health", process)
+        yield base
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def test_the_ui_serves_the_runs_over_its_rest_api(ui):
+    experiment = api(ui, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=regbench")
+    experiment_id = experiment["experiment"]["experiment_id"]
+    found = api(ui, "/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment_id]})
+    names = {run["info"]["run_name"] for run in found["runs"]}
+    assert names == {"none-mlp_bn-synthetic-s0", "l2-0.0001-mlp_bn-synthetic-s0",
+                     "custom-0.0001-mlp_bn-synthetic-s0"}
+    assert {run["info"]["status"] for run in found["runs"]} == {"FINISHED"}
+
+
+def test_a_browser_sees_the_runs_on_the_experiment_runs_page(ui, tmp_path):
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run installs it with apt-get")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    experiment = api(ui, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=regbench")
+    page = f"{ui}/#/experiments/{experiment['experiment']['experiment_id']}/runs"
+    profile = ["--user-data-dir=" + str(tmp_path / "profile")]
+    dom = subprocess.run([chromium, *CHROMIUM_FLAGS, *profile, "--dump-dom", page],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert "<strong>3</strong> matching runs" in dom
+    for name in ("none-mlp_bn-synthetic-s0", "l2-0.0001-mlp_bn-synthetic-s0",
+                 "custom-0.0001-mlp_bn-synthetic-s0"):
+        assert name in dom
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "mlflow-ui-experiment.png"
+    screenshot.unlink(missing_ok=True)
+    subprocess.run([chromium, *CHROMIUM_FLAGS, *profile, f"--screenshot={screenshot}", page],
+                   capture_output=True, timeout=120, check=True)
+    assert screenshot.exists() and screenshot.stat().st_size > 10_000
