@@ -14,6 +14,7 @@ PARAMS = ["regularizer.name", "regularizer.weight", "model.name", "model.units",
           "trainer.batch_size", "data.name", "data.val_split", "seed"]
 TAGS = ["regularizer", "model", "data", "seed", "git_commit", "data_sha256", "mlflow.runName"]
 EPOCH_METRICS = ["loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "data_loss",
+                 "epoch_seconds",
                  "val_data_loss", "penalty"]
 FINAL_METRICS = ["test_accuracy", "test_data_loss", "test_total_loss", "test_ece", "test_brier",
                  "best_epoch", "epochs_trained", "train_seconds"]

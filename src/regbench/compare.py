@@ -35,6 +35,7 @@ COLUMNS = (  # metric, header
 TESTED = (("test_accuracy", True), ("test_data_loss", False))  # metric, higher is better
 CURVE_METRICS = ("loss", "val_loss", "data_loss", "val_data_loss", "accuracy", "val_accuracy")
 MAX_TAG_LENGTH = 8000
+FETCH_THREADS = 8
 
 
 class CompareError(RuntimeError):
@@ -186,32 +187,53 @@ def csv_frame(comparison: Comparison) -> pd.DataFrame:
     return frame
 
 
-def write_plots(comparison: Comparison, folder: Path) -> list[Path]:
-    """Learning curves (mean over seeds, min-max band), test accuracy per seed, and the arms'
-    pooled reliability diagrams (from each run's reliability.json, where it has one)."""
+def _run_record(run_id: str):
+    """(per-epoch curves {metric: values}, reliability bins or None) of one run."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
     from regbench.metrics import ReliabilityBins
-    from regbench.plots import pad_runs, plot_learning_curves, plot_per_seed, plot_reliability
 
     client = MlflowClient()
+    curves = {}
+    for metric in CURVE_METRICS:
+        points = sorted(client.get_metric_history(run_id, metric), key=lambda m: m.step)
+        if points:
+            curves[metric] = [m.value for m in points]
+    try:
+        bins = ReliabilityBins.from_dict(
+            mlflow.artifacts.load_dict(f"runs:/{run_id}/reliability.json"))
+    except Exception:
+        bins = None
+    return curves, bins
+
+
+def write_plots(comparison: Comparison, folder: Path) -> list[Path]:
+    """Learning curves (mean over seeds, min-max band), test accuracy per seed, and the arms'
+    pooled reliability diagrams (from each run's reliability.json, where it has one). The runs'
+    histories and artifacts are fetched by a pool of threads: the store's latency, not its
+    work, is what one run at a time would wait for."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from regbench.metrics import ReliabilityBins
+    from regbench.plots import pad_runs, plot_learning_curves, plot_per_seed, plot_reliability
+
+    run_ids = list(comparison.runs["run_id"])
+    with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
+        records = dict(zip(run_ids, pool.map(_run_record, run_ids), strict=True))
+    without_bins = [run_id[:8] for run_id, (_, bins) in records.items() if bins is None]
+    if without_bins:
+        comparison.warnings.append(f"{len(without_bins)} run(s) have no reliability.json and "
+                                   f"are left out of the reliability diagram: "
+                                   f"{', '.join(without_bins[:10])}"
+                                   f"{' ...' if len(without_bins) > 10 else ''}")
     curves, bins, per_seed = {}, {}, {}
     for arm in comparison.summary["arm"]:
         group = comparison.runs[comparison.runs["arm"] == arm]
-        histories = {metric: [] for metric in CURVE_METRICS}
-        parts = []
-        for run_id in group["run_id"]:
-            for metric in CURVE_METRICS:
-                points = sorted(client.get_metric_history(run_id, metric), key=lambda m: m.step)
-                if points:
-                    histories[metric].append([m.value for m in points])
-            try:
-                record = mlflow.artifacts.load_dict(f"runs:/{run_id}/reliability.json")
-                parts.append(ReliabilityBins.from_dict(record))
-            except Exception:
-                comparison.warnings.append(f"run {run_id[:8]} has no reliability.json")
-        curves[arm] = {m: pad_runs(series) for m, series in histories.items() if series}
+        arm_records = [records[run_id] for run_id in group["run_id"]]
+        curves[arm] = {metric: pad_runs(series) for metric in CURVE_METRICS
+                       if (series := [c[metric] for c, _ in arm_records if metric in c])}
+        parts = [b for _, b in arm_records if b is not None]
         if parts:
             bins[arm] = ReliabilityBins.pooled(parts)
         per_seed[arm] = _by_seed(group, "test_accuracy")

@@ -31,24 +31,6 @@ def _verbosity(value: str):
     return value if value == "auto" else int(value)
 
 
-def _callbacks(trainer, verbose):
-    import keras
-
-    from regbench.tracking import EpochMetricsCallback
-
-    early_stop = keras.callbacks.EarlyStopping(
-        monitor=trainer.monitor, patience=trainer.early_stopping_patience,
-        restore_best_weights=True)
-    callbacks = [
-        keras.callbacks.ReduceLROnPlateau(monitor=trainer.monitor, factor=trainer.lr_factor,
-                                          patience=trainer.lr_patience, verbose=int(verbose != 0)),
-        early_stop,
-        keras.callbacks.TerminateOnNaN(),
-        EpochMetricsCallback(),  # last: sees learning_rate added by ReduceLROnPlateau
-    ]
-    return callbacks, early_stop
-
-
 def _log_plots(history: dict[str, list[float]], arm: str, probs, labels) -> None:
     import mlflow
     import numpy as np
@@ -78,6 +60,7 @@ def train(cfg: DictConfig) -> float:
     from hydra.utils import instantiate
 
     from regbench import data, tracking
+    from regbench.callbacks import training_callbacks
     from regbench.metrics import brier_score, expected_calibration_error
     from regbench.models import build_mlp, compile_classifier, inference_copy
 
@@ -89,7 +72,8 @@ def train(cfg: DictConfig) -> float:
     arm = arm_label(cfg.regularizer)
     model = compile_classifier(
         build_mlp(cfg.model, lambda: instantiate(cfg.regularizer.kernel)), cfg.trainer)
-    callbacks, early_stop = _callbacks(cfg.trainer, _verbosity(cfg.trainer.verbose))
+    callbacks, early_stop = training_callbacks(cfg.trainer, _verbosity(cfg.trainer.verbose),
+                                               logger=tracking.EpochMetricsCallback())
     tags = {"regularizer": cfg.regularizer.name, "model": cfg.model.name, "data": cfg.data.name,
             "seed": str(cfg.seed), "git_commit": tracking.git_commit(),
             "data_sha256": splits.sha256, "arm": arm}

@@ -1,0 +1,368 @@
+"""``make bench`` (``python bench/run.py [--quick]``): regbench's speed, measured side by side.
+
+Every comparison alternates its contenders in one process or one minute and reports the ratio
+of medians; every figure is the median of several runs, with min and max. Writes RESULTS.md.
+Full mode uses MNIST and finishes in about 10 minutes here; ``--quick`` uses synthetic data,
+fewer rounds and a smaller store (about 2 minutes), and is what the test suite runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+BENCH_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = BENCH_DIR.parent
+PYTHON = sys.executable
+
+
+@dataclass
+class Figure:
+    """One measured figure: ``value`` against ``goal`` (``value <= goal`` meets it)."""
+
+    number: int
+    name: str
+    value: float
+    goal: float | None
+    unit: str
+    samples: list[float] = field(default_factory=list)
+    notes: str = ""
+
+    @property
+    def verdict(self) -> str:
+        if self.goal is None:
+            return "(no goal)"
+        return "met" if self.value <= self.goal else "MISSED"
+
+    def spread(self) -> str:
+        if len(self.samples) < 2:
+            return ""
+        return f"min {min(self.samples):.3g}, max {max(self.samples):.3g}, n={len(self.samples)}"
+
+
+def median_ratio(numerators: list[float], denominators: list[float]) -> float:
+    return statistics.median(numerators) / statistics.median(denominators)
+
+
+def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **kwargs.pop("env", {})}
+    return subprocess.run(command, cwd=kwargs.pop("cwd", PROJECT_ROOT), env=env,
+                          capture_output=True, text=True, check=True, **kwargs)
+
+
+# 1. penalty cost -------------------------------------------------------------------------------
+
+def penalty_step_times(rounds: int, steps: int) -> dict[str, list[float]]:
+    """ms per train step of mlp_bn (batch 128) with L2, the fast and the naive custom penalty."""
+    import keras
+    from omegaconf import OmegaConf
+
+    from regbench.models import build_mlp, compile_classifier
+    from regbench.paths import CONF_DIR
+    from regbench.regularizers import RedundancyRegularizer, redundancy_penalty_naive
+
+    class NaiveRedundancy(RedundancyRegularizer):
+        def __call__(self, x):
+            return self.weight * redundancy_penalty_naive(x, self.eps)
+
+    makers = {"l2": lambda: keras.regularizers.L2(1e-4), "custom": RedundancyRegularizer,
+              "naive": NaiveRedundancy}
+    model_cfg = OmegaConf.load(CONF_DIR / "model" / "mlp_bn.yaml")
+    trainer_cfg = OmegaConf.load(CONF_DIR / "trainer" / "default.yaml")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(128 * steps, 784)).astype(np.float32)
+    y = rng.integers(0, 10, size=128 * steps)
+    models = {name: compile_classifier(build_mlp(model_cfg, make), trainer_cfg)
+              for name, make in makers.items()}
+    for model in models.values():  # trace and warm up
+        model.fit(x, y, batch_size=128, epochs=1, verbose=0)
+    times = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            started = time.perf_counter()
+            model.fit(x, y, batch_size=128, epochs=1, verbose=0)
+            times[name].append(1000 * (time.perf_counter() - started) / steps)
+    return times
+
+
+# 2. regbench against the plain script ----------------------------------------------------------
+
+def regbench_epoch_seconds(overrides: list[str], store: Path) -> tuple[list[float], str]:
+    """Run ``python -m regbench.train`` (MLflow on) and read its per-epoch ``epoch_seconds``."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    run([PYTHON, "-m", "regbench.train", *overrides, "trainer.verbose=0",
+         f"mlflow.tracking_uri={uri}", "mlflow.experiment_name=bench",
+         f"hydra.run.dir={store / 'outputs'}"])
+    mlflow.set_tracking_uri(uri)
+    run_id = mlflow.search_runs(experiment_names=["bench"], order_by=["start_time DESC"],
+                                max_results=1).iloc[0].run_id
+    points = sorted(MlflowClient().get_metric_history(run_id, "epoch_seconds"),
+                    key=lambda m: m.step)
+    return [p.value for p in points], run_id
+
+
+def baseline_epoch_seconds(npz: Path, regularizer: str, epochs: int, val: int) -> list[float]:
+    result = run([PYTHON, str(BENCH_DIR / "baseline_keras.py"), str(npz), "--regularizer",
+                  regularizer, "--epochs", str(epochs), "--val", str(val)])
+    return json.loads(result.stdout.strip().splitlines()[-1])["epoch_seconds"]
+
+
+# 3. distance from the machine's limit ----------------------------------------------------------
+
+def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
+    import tensorflow as tf
+
+    a = tf.random.uniform((size, size))
+    b = tf.random.uniform((size, size))
+    tf.matmul(a, b).numpy()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        c = tf.matmul(a, b)
+    c.numpy()
+    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+
+
+def epoch_gflop(units: list[int], train: int, val: int) -> float:
+    """Dense multiply-adds: 6 flops per weight per training example (forward 2, backward 4),
+    2 per weight per validation example."""
+    weights = sum(a * b for a, b in zip([784, *units], [*units, 10], strict=True))
+    return weights * (6 * train + 2 * val) / 1e9
+
+
+# 4. tracking overhead and compare on a large store ---------------------------------------------
+
+def tracking_seconds_per_epoch(store: Path, epochs: int) -> list[float]:
+    """Wall time of the MLflow callback's on_epoch_end, logging a real epoch's 14 metrics."""
+    import mlflow
+
+    from regbench.tracking import EpochMetricsCallback, use_store
+
+    experiment_id = use_store(f"sqlite:///{store / 'tracking.db'}", "tracking")
+    logs = {name: 0.5 for name in ("loss", "accuracy", "data_loss", "penalty", "val_loss",
+                                   "val_accuracy", "val_data_loss", "val_penalty",
+                                   "learning_rate", "epoch_seconds")}
+    callback = EpochMetricsCallback()
+    seconds = []
+    with mlflow.start_run(experiment_id=experiment_id):
+        for epoch in range(epochs):
+            started = time.perf_counter()
+            callback.on_epoch_end(epoch, dict(logs))
+            seconds.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        mlflow.flush_async_logging()
+        flush = time.perf_counter() - started
+    return [s + flush / epochs for s in seconds]
+
+
+def fill_store(store: Path, runs: int, epochs: int) -> str:
+    """A store with ``runs`` FINISHED runs in three arms, each with per-epoch curves."""
+    import mlflow
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
+    experiment_id = client.create_experiment("regbench",
+                                             artifact_location=(store / "art").as_uri())
+    rng = np.random.default_rng(0)
+    arms = [("l2", "0.0001"), ("custom", "0.0001"), ("none", None)]
+    now = int(time.time() * 1000)
+    for index in range(runs):
+        name, weight = arms[index % 3]
+        run_id = client.create_run(experiment_id).info.run_id
+        params = [Param("regularizer.name", name), Param("seed", str(index // 3))]
+        if weight:
+            params.append(Param("regularizer.weight", weight))
+        metrics = [Metric(key, float(rng.uniform()), now, step)
+                   for step in range(epochs)
+                   for key in ("loss", "val_loss", "data_loss", "val_data_loss", "accuracy",
+                               "val_accuracy")]
+        metrics += [Metric(key, float(rng.uniform()), now, 0)
+                    for key in ("test_accuracy", "test_data_loss", "test_total_loss",
+                                "test_ece", "test_brier", "epochs_trained")]
+        client.log_batch(run_id, metrics=metrics, params=params,
+                         tags=[RunTag("regularizer", name)])
+        client.set_terminated(run_id)
+    return uri
+
+
+def compare_seconds(uri: str, out: Path, repeats: int) -> list[float]:
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run([PYTHON, "-m", "regbench.compare", "--tracking-uri", uri, "--no-log", "--out",
+             str(out)])
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+# 5. start-up ------------------------------------------------------------------------------------
+
+def startup(arguments: list[str], repeats: int) -> tuple[list[float], bool]:
+    """Wall seconds of ``python -m regbench.train ARGUMENTS``, and whether TensorFlow was
+    imported (per ``python -X importtime``)."""
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run([PYTHON, "-m", "regbench.train", *arguments])
+        seconds.append(time.perf_counter() - started)
+    trace = run([PYTHON, "-X", "importtime", "-m", "regbench.train", *arguments]).stderr
+    return seconds, any(line.rstrip().endswith("| tensorflow") for line in trace.splitlines())
+
+
+# 6. peak memory ----------------------------------------------------------------------------------
+
+def peak_rss_mib(overrides: list[str], store: Path) -> float:
+    """Peak resident memory of one ``python -m regbench.train`` (a fresh process measured by a
+    fresh parent, so that RUSAGE_CHILDREN holds that run alone)."""
+    probe = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+             "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    uri = f"sqlite:///{store / 'memory.db'}"
+    result = run([PYTHON, "-c", probe, PYTHON, "-m", "regbench.train", *overrides,
+                  "trainer.verbose=0", f"mlflow.tracking_uri={uri}",
+                  f"hydra.run.dir={store / 'outputs'}"])
+    return int(result.stdout.strip()) / 1024
+
+
+# the report ---------------------------------------------------------------------------------------
+
+def machine() -> str:
+    import keras
+    import mlflow
+    import tensorflow as tf
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
+                .splitlines() if line.startswith("model name")), platform.processor())
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, Python "
+            f"{platform.python_version()}, TensorFlow {tf.__version__}, Keras "
+            f"{keras.__version__}, MLflow {mlflow.__version__}")
+
+
+def write_results(figures: list[Figure], path: Path, quick: bool, elapsed: float) -> None:
+    lines = ["# regbench benchmark", "",
+             f"Mode: {'quick (synthetic data)' if quick else 'full (MNIST)'}; "
+             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; took {elapsed:.0f} s.",
+             f"Machine: {machine()}.", "",
+             "| # | figure | value | goal | verdict | spread |", "|---|---|---|---|---|---|"]
+    for f in figures:
+        goal = "" if f.goal is None else f"<= {f.goal:g} {f.unit}"
+        lines.append(f"| {f.number} | {f.name} | {f.value:.3g} {f.unit} | {goal} | {f.verdict} "
+                     f"| {f.spread()} |")
+    lines += ["", "Notes:", ""] + [f"- {f.number}. {f.name}: {f.notes}" for f in figures
+                                     if f.notes]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def synthetic_npz(folder: Path, n_train: int) -> Path:
+    from regbench.data import make_synthetic
+
+    arrays = make_synthetic(n_train, 1000, 0.35, 1234)
+    path = folder / "synthetic.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def measure(quick: bool, scratch: Path) -> list[Figure]:
+    rounds = 3 if quick else 5
+    figures = []
+
+    times = penalty_step_times(rounds=rounds, steps=20 if quick else 60)
+    ratio = median_ratio(times["custom"], times["l2"])
+    naive = median_ratio(times["naive"], times["l2"])
+    figures.append(Figure(
+        1, "train step, custom penalty / L2 (mlp_bn, batch 128)", ratio, 1.05, "x",
+        [c / l2 for c, l2 in zip(times["custom"], times["l2"], strict=True)],
+        f"median ms/step: L2 {statistics.median(times['l2']):.1f}, custom "
+        f"{statistics.median(times['custom']):.1f}, naive (the notebook's out x out form) "
+        f"{statistics.median(times['naive']):.1f}, i.e. naive / L2 = {naive:.2f}x."))
+
+    if quick:
+        npz, data = synthetic_npz(scratch, 6000), ["data=synthetic", "data.n_train=6000",
+                                                   "data.n_test=1000"]
+        n_train, n_val, epochs = 5400, 600, 2
+    else:
+        from regbench.data import provide_mnist
+
+        npz, data, n_train, n_val, epochs = provide_mnist(), ["data=mnist"], 54000, 6000, 3
+    regbench_seconds, baseline_seconds = [], []
+    for _ in range(2 if quick else 3):  # alternate: baseline, regbench
+        baseline_seconds += baseline_epoch_seconds(npz, "l2", epochs, n_val)[1:]
+        measured, run_id = regbench_epoch_seconds(
+            [*data, "regularizer=l2", f"trainer.epochs={epochs}",
+             "trainer.early_stopping_patience=100"], scratch / "train")
+        regbench_seconds += measured[1:]
+    figures.append(Figure(
+        2, "epoch time, regbench.train (MLflow on) / plain Keras script (L2 model)",
+        median_ratio(regbench_seconds, baseline_seconds), 0.8, "x",
+        [r / b for r, b in zip(regbench_seconds, baseline_seconds, strict=True)],
+        f"median s/epoch (first epoch, which traces, left out): regbench "
+        f"{statistics.median(regbench_seconds):.2f}, baseline "
+        f"{statistics.median(baseline_seconds):.2f}."))
+
+    gflops = matmul_gflops()
+    floor = epoch_gflop([1024, 512, 256], n_train, n_val) / gflops
+    figures.append(Figure(
+        3, "epoch time / floating-point floor", statistics.median(regbench_seconds) / floor,
+        None, "x", [], f"a 2048x2048 float32 matmul runs at {gflops:.0f} GFLOP/s here; an epoch "
+        f"of {n_train} training and {n_val} validation examples is "
+        f"{epoch_gflop([1024, 512, 256], n_train, n_val):.0f} GFLOP of dense multiply-adds, "
+        f"a floor of {floor:.2f} s."))
+
+    epoch = statistics.median(regbench_seconds)
+    logging = tracking_seconds_per_epoch(scratch, 20)
+    figures.append(Figure(
+        4, "MLflow logging time per epoch / epoch time",
+        100 * statistics.median(logging) / epoch, 2.0, "%", [100 * s / epoch for s in logging],
+        f"median {1000 * statistics.median(logging):.1f} ms per epoch (10 metrics, SQLite)."))
+    runs = 100 if quick else 1000
+    uri = fill_store(scratch / "large", runs, 20)
+    seconds = compare_seconds(uri, scratch / "report", 1 if quick else 3)
+    figures.append(Figure(
+        4, f"make compare on a store of {runs} runs", statistics.median(seconds), 3.0, "s",
+        seconds, "whole command: interpreter start, imports, queries, table, plots."))
+
+    for label, arguments in (("--help", ["--help"]), ("--cfg job", ["--cfg", "job"])):
+        seconds, imported = startup(arguments, 3 if quick else 5)
+        figures.append(Figure(
+            5, f"start-up, python -m regbench.train {label}", statistics.median(seconds), 1.5,
+            "s", seconds, f"TensorFlow imported: {'yes' if imported else 'no'}."))
+
+    overrides = [*data, "trainer.epochs=1" if quick else "trainer.epochs=3"]
+    figures.append(Figure(
+        6, "peak memory of a training run", peak_rss_mib(overrides, scratch), None, "MiB", [],
+        f"python -m regbench.train {' '.join(overrides)} (max RSS of the process)."))
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=BENCH_DIR / "RESULTS.md")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as scratch:
+        figures = measure(args.quick, Path(scratch))
+    write_results(figures, args.out, args.quick, time.perf_counter() - started)
+    print(args.out.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""The Keras callbacks of a training run, in the order they must run at each epoch's end.
+
+ReduceLROnPlateau and EarlyStopping watch ``trainer.monitor``; TerminateOnNaN stops a diverging
+run; EpochTimer adds ``epoch_seconds`` (wall time of the epoch, validation included) to the logs;
+the MLflow callback comes last so that it logs what the others added (``learning_rate``,
+``epoch_seconds``).
+"""
+
+import time
+
+import keras
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds ``epoch_seconds``: wall-clock seconds from epoch begin to epoch end."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self._started
+
+
+def training_callbacks(trainer, verbose, logger: keras.callbacks.Callback):
+    """(callbacks for ``model.fit``, the EarlyStopping among them) for a ``trainer`` config."""
+    early_stop = keras.callbacks.EarlyStopping(
+        monitor=trainer.monitor, patience=trainer.early_stopping_patience,
+        restore_best_weights=True)
+    callbacks = [
+        keras.callbacks.ReduceLROnPlateau(monitor=trainer.monitor, factor=trainer.lr_factor,
+                                          patience=trainer.lr_patience, verbose=int(verbose != 0)),
+        early_stop,
+        keras.callbacks.TerminateOnNaN(),
+        EpochTimer(),
+        logger,
+    ]
+    return callbacks, early_stop
