@@ -7,16 +7,17 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MNIST := data/mnist.npz
-MAKE_ONLY := ARGS PY seeds quick port run image
+MAKE_ONLY := ARGS PY seeds quick port pg_port run image
 HYDRA_OVERRIDES := $(filter-out $(addsuffix =%,$(MAKE_ONLY)),$(MAKEOVERRIDES))
 ARGS ?=
 seeds ?= 5
 port ?= 5000
+pg_port ?= 54329
 TRACKING_URI = $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlruns/mlflow.db)
 STUDY_EXPERIMENT := l2-vs-custom
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data test test-fast lint train compare study runs ui serve predict clean
+.PHONY: help setup data test test-fast lint train sweep compare study bench server runs ui serve predict clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -40,11 +41,14 @@ test: $(STAMP) $(MNIST) ## run the whole test suite
 test-fast: $(STAMP) ## run the tests not marked slow
 	$(PYTHON) -m pytest -m "not slow" $(ARGS)
 
-lint: $(STAMP) ## ruff over src and tests
-	$(VENV)/bin/ruff check src tests
+lint: $(STAMP) ## ruff over src, tests and bench
+	$(VENV)/bin/ruff check src tests bench
 
 train: $(STAMP) $(MNIST) ## train one run (key=value overrides go to Hydra)
 	$(PYTHON) -m regbench.train $(HYDRA_OVERRIDES) $(ARGS)
+
+sweep: $(STAMP) $(MNIST) ## a multirun grid, e.g. make sweep regularizer=l2,custom seed=0,1,2
+	$(PYTHON) -m regbench.train -m $(HYDRA_OVERRIDES) $(ARGS)
 
 compare: $(STAMP) ## the comparison table of the recorded runs (options: ARGS="--help")
 	$(PYTHON) -m regbench.compare $(ARGS)
@@ -53,6 +57,12 @@ study: $(STAMP) $(MNIST) ## regularizer none,l2,custom x $(seeds) seeds on MNIST
 	$(PYTHON) -m regbench.train -m experiment=l2_vs_custom 'seed=range(0,$(seeds))' \
 		mlflow.experiment_name=$(STUDY_EXPERIMENT) $(HYDRA_OVERRIDES)
 	$(PYTHON) -m regbench.compare --experiment $(STUDY_EXPERIMENT) $(ARGS)
+
+bench: $(STAMP) $(MNIST) ## the benchmark, written to bench/RESULTS.md (quick=1: synthetic, ~2 min)
+	$(PYTHON) bench/run.py $(if $(quick),--quick) $(ARGS)
+
+server: $(STAMP) ## shared tracking server: PostgreSQL + mlflow server on http://127.0.0.1:$(port)
+	$(PYTHON) -m regbench.server --port $(port) --pg-port $(pg_port) $(ARGS)
 
 runs: $(STAMP) ## list the runs (ARGS="--stale --mark-killed" ends runs whose process is gone)
 	$(PYTHON) -m regbench.runs $(ARGS)

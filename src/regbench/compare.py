@@ -36,6 +36,7 @@ TESTED = (("test_accuracy", True), ("test_data_loss", False))  # metric, higher 
 CURVE_METRICS = ("loss", "val_loss", "data_loss", "val_data_loss", "accuracy", "val_accuracy")
 MAX_TAG_LENGTH = 8000
 FETCH_THREADS = 8
+BULK_CHUNK = 500
 
 
 class CompareError(RuntimeError):
@@ -187,12 +188,22 @@ def csv_frame(comparison: Comparison) -> pd.DataFrame:
     return frame
 
 
-def _run_record(run_id: str):
-    """(per-epoch curves {metric: values}, reliability bins or None) of one run."""
+def _reliability(artifact_uri: str):
+    """The reliability bins in ``<artifact_uri>/reliability.json``, or None. Read through the
+    artifact URI that search_runs gave, not ``runs:/``, which costs a run lookup per read."""
     import mlflow
-    from mlflow.tracking import MlflowClient
 
     from regbench.metrics import ReliabilityBins
+
+    try:
+        return ReliabilityBins.from_dict(
+            mlflow.artifacts.load_dict(f"{artifact_uri}/reliability.json"))
+    except Exception:
+        return None
+
+
+def _curves_one_run(run_id: str) -> dict[str, list[float]]:
+    from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
     curves = {}
@@ -200,19 +211,37 @@ def _run_record(run_id: str):
         points = sorted(client.get_metric_history(run_id, metric), key=lambda m: m.step)
         if points:
             curves[metric] = [m.value for m in points]
-    try:
-        bins = ReliabilityBins.from_dict(
-            mlflow.artifacts.load_dict(f"runs:/{run_id}/reliability.json"))
-    except Exception:
-        bins = None
-    return curves, bins
+    return curves
+
+
+def metric_curves(run_ids: list[str], pool) -> dict[str, dict[str, list[float]]]:
+    """run id -> {metric: values by step} for CURVE_METRICS.
+
+    On a SQL store, one query per metric for all runs (the bulk read MLflow's own UI uses);
+    elsewhere (a tracking server), one request per run and metric, spread over ``pool``.
+    """
+    from mlflow.tracking import MlflowClient
+
+    store = MlflowClient()._tracking_client.store
+    if not hasattr(store, "get_metric_history_bulk"):
+        return dict(zip(run_ids, pool.map(_curves_one_run, run_ids), strict=True))
+    points: dict[str, dict[str, list]] = {run_id: {} for run_id in run_ids}
+    for start in range(0, len(run_ids), BULK_CHUNK):
+        chunk = run_ids[start:start + BULK_CHUNK]
+        for metric in CURVE_METRICS:
+            for row in store.get_metric_history_bulk(chunk, metric, max_results=10**9):
+                points[row.run_id].setdefault(metric, []).append(
+                    (row.step, row.value))
+    return {run_id: {metric: [value for _, value in sorted(pairs)]
+                     for metric, pairs in curves.items()}
+            for run_id, curves in points.items()}
 
 
 def write_plots(comparison: Comparison, folder: Path) -> list[Path]:
     """Learning curves (mean over seeds, min-max band), test accuracy per seed, and the arms'
     pooled reliability diagrams (from each run's reliability.json, where it has one). The runs'
-    histories and artifacts are fetched by a pool of threads: the store's latency, not its
-    work, is what one run at a time would wait for."""
+    artifacts are read by a pool of threads: the store's latency, not its work, is what one
+    run at a time would wait for."""
     from concurrent.futures import ThreadPoolExecutor
 
     from regbench.metrics import ReliabilityBins
@@ -220,8 +249,10 @@ def write_plots(comparison: Comparison, folder: Path) -> list[Path]:
 
     run_ids = list(comparison.runs["run_id"])
     with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
-        records = dict(zip(run_ids, pool.map(_run_record, run_ids), strict=True))
-    without_bins = [run_id[:8] for run_id, (_, bins) in records.items() if bins is None]
+        reliability = dict(zip(run_ids, pool.map(_reliability, comparison.runs["artifact_uri"]),
+                               strict=True))
+        curves_by_run = metric_curves(run_ids, pool)
+    without_bins = [run_id[:8] for run_id, bins in reliability.items() if bins is None]
     if without_bins:
         comparison.warnings.append(f"{len(without_bins)} run(s) have no reliability.json and "
                                    f"are left out of the reliability diagram: "
@@ -230,10 +261,10 @@ def write_plots(comparison: Comparison, folder: Path) -> list[Path]:
     curves, bins, per_seed = {}, {}, {}
     for arm in comparison.summary["arm"]:
         group = comparison.runs[comparison.runs["arm"] == arm]
-        arm_records = [records[run_id] for run_id in group["run_id"]]
+        arm_curves = [curves_by_run[run_id] for run_id in group["run_id"]]
         curves[arm] = {metric: pad_runs(series) for metric in CURVE_METRICS
-                       if (series := [c[metric] for c, _ in arm_records if metric in c])}
-        parts = [b for _, b in arm_records if b is not None]
+                       if (series := [c[metric] for c in arm_curves if metric in c])}
+        parts = [reliability[r] for r in group["run_id"] if reliability[r] is not None]
         if parts:
             bins[arm] = ReliabilityBins.pooled(parts)
         per_seed[arm] = _by_seed(group, "test_accuracy")

@@ -66,6 +66,7 @@ class TrainerConfig:
     steps_per_execution: int = 1
     jit_compile: bool = False
     deterministic: bool = False
+    threads: int | None = None
 
 
 @dataclass
@@ -133,6 +134,8 @@ def validate(cfg: DictConfig) -> None:
              "must be > 0")
     _require(0.0 < trainer.lr_factor < 1.0, "trainer.lr_factor", trainer.lr_factor,
              "must be between 0 and 1, exclusive")
+    _require(trainer.threads is None or trainer.threads >= 1, "trainer.threads", trainer.threads,
+             "must be null (automatic) or an integer >= 1")
     _require(trainer.steps_per_execution >= 1, "trainer.steps_per_execution",
              trainer.steps_per_execution, "must be an integer >= 1")
     regularizer = cfg.regularizer

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from regbench.config import ConfigError, arm_label, check_overrides, validate
 from regbench.paths import CONF_DIR
+from regbench.sweep import in_sweep, job_threads, parent_run_id
 
 HYDRA_INFO_FLAGS = {"-h", "--help", "--hydra-help", "-i", "--info", "-c", "--cfg",
                     "-sc", "--shell-completion"}
@@ -47,6 +48,22 @@ def _log_plots(history: dict[str, list[float]], arm: str, probs, labels) -> None
         mlflow.log_artifacts(folder, artifact_path="plots")
 
 
+def _launcher_threads() -> int | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    return job_threads(HydraConfig.get().launcher) if HydraConfig.initialized() else None
+
+
+def _set_tf_threads(tf, threads: int) -> None:
+    """Intra-op threads for this process; a process that already ran TensorFlow (a reused
+    worker of a parallel launcher) keeps the setting its first job made."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass
+
+
 def train(cfg: DictConfig) -> float:
     """Train and record one run; return the best value of ``trainer.monitor`` (for sweepers).
 
@@ -66,6 +83,9 @@ def train(cfg: DictConfig) -> float:
 
     splits = data.load(cfg.data, split_seed=cfg.data.split_seed)
     experiment_id = tracking.use_store(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
+    threads = cfg.trainer.threads or _launcher_threads()
+    if threads:
+        _set_tf_threads(tf, threads)
     keras.utils.set_random_seed(cfg.seed)
     if cfg.trainer.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -74,7 +94,9 @@ def train(cfg: DictConfig) -> float:
         build_mlp(cfg.model, lambda: instantiate(cfg.regularizer.kernel)), cfg.trainer)
     callbacks, early_stop = training_callbacks(cfg.trainer, _verbosity(cfg.trainer.verbose),
                                                logger=tracking.EpochMetricsCallback())
-    tags = {"regularizer": cfg.regularizer.name, "model": cfg.model.name, "data": cfg.data.name,
+    parent = parent_run_id(experiment_id)
+    tags = {**({"mlflow.parentRunId": parent} if parent else {}),
+            "regularizer": cfg.regularizer.name, "model": cfg.model.name, "data": cfg.data.name,
             "seed": str(cfg.seed), "git_commit": tracking.git_commit(),
             "data_sha256": splits.sha256, "arm": arm}
     run_name = f"{arm}-{cfg.model.name}-{cfg.data.name}-s{cfg.seed}"
@@ -127,6 +149,13 @@ def hydra_entry(cfg: DictConfig) -> float:
     except KeyboardInterrupt as interrupt:
         print(f"interrupted ({interrupt or 'Ctrl-C'}): the run is marked KILLED", file=sys.stderr)
         sys.exit(130)
+    except Exception as error:
+        if not in_sweep():
+            raise
+        # in a sweep: this job's run is already FAILED; let the other jobs go on
+        print(f"error: job failed, its run is marked FAILED: {type(error).__name__}: {error}",
+              file=sys.stderr)
+        return float("nan")
 
 
 def main() -> None:

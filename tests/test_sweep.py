@@ -1,0 +1,70 @@
+"""Multirun grids: one parent run, nested children, parallel jobs on SQLite, failures isolated."""
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+from conftest import run_module, sqlite_uri
+from regbench.sweep import job_threads
+from test_train import EPOCH_METRICS, FINAL_METRICS
+
+
+def sweep(store, *overrides):
+    result = run_module(
+        "regbench.train", "-m", f"mlflow.tracking_uri={sqlite_uri(store)}",
+        f"hydra.sweep.dir={store / 'multirun'}", "data=synthetic", "trainer=smoke",
+        "model=mlp_small", *overrides, cwd=store)
+    assert result.returncode == 0, result.stderr[-3000:]
+    mlflow.set_tracking_uri(sqlite_uri(store))
+    runs = mlflow.search_runs(experiment_names=["regbench"])
+    parents = runs[runs["tags.sweep"] == "parent"]
+    assert len(parents) == 1
+    parent = parents.iloc[0]
+    children = runs[runs["tags.mlflow.parentRunId"] == parent.run_id]
+    assert len(children) == len(runs) - 1
+    return parent, children
+
+
+def test_six_parallel_jobs_on_sqlite_all_finish_complete(tmp_path):
+    parent, children = sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=6",
+                             "regularizer=none,l2,custom", "seed=0,1")
+    assert len(children) == 6 and set(children["status"]) == {"FINISHED"}
+    assert parent["status"] == "FINISHED" and parent["metrics.children_finished"] == 6
+    assert "regularizer=none,l2,custom" in parent["params.sweep.overrides"]
+    assert set(zip(children["tags.regularizer"], children["tags.seed"], strict=True)) == {
+        (r, s) for r in ("none", "l2", "custom") for s in ("0", "1")}
+    client = MlflowClient()
+    for run_id in children["run_id"]:
+        for metric in EPOCH_METRICS:
+            assert len(client.get_metric_history(run_id, metric)) == 1, metric
+    for metric in FINAL_METRICS:
+        assert children[f"metrics.{metric}"].notna().all(), metric
+    assert len({int(pid) for pid in children["tags.pid"]}) > 1  # really in parallel processes
+
+
+def test_a_failed_job_fails_its_run_and_not_the_sweep(tmp_path):
+    parent, children = sweep(tmp_path, "model.input_dim=784,100,784", "seed=0")
+    statuses = sorted(children["status"])
+    assert statuses == ["FAILED", "FINISHED", "FINISHED"]
+    failed = children[children["status"] == "FAILED"].iloc[0]
+    assert failed["params.model.input_dim"] == "100" and failed["tags.error_type"] == "ValueError"
+    assert parent["status"] == "FAILED"
+    assert (parent["metrics.children_failed"], parent["metrics.children_finished"]) == (1, 2)
+
+
+def test_the_optuna_search_over_the_custom_weight(tmp_path):
+    parent, children = sweep(tmp_path, "hparams_search=custom_weight",
+                             "hydra.sweeper.n_trials=3")
+    assert len(children) == 3 and set(children["tags.regularizer"]) == {"custom"}
+    weights = [float(w) for w in children["params.regularizer.weight"]]
+    assert len(set(weights)) == 3 and all(1e-6 <= w <= 1e2 for w in weights)
+    assert parent["metrics.children_finished"] == 3
+
+
+@pytest.mark.parametrize("n_jobs, cores, expected", [
+    (None, 2, None), (-1, 2, 1), (6, 2, 1), (1, 2, 2), (2, 8, 4), (-2, 8, 1)])
+def test_job_threads_share_the_cores(monkeypatch, n_jobs, cores, expected):
+    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    launcher = OmegaConf.create({} if n_jobs is None else {"n_jobs": n_jobs})
+    assert job_threads(launcher) == expected
