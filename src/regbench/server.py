@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     mlflow = Path(sys.executable).with_name("mlflow")
     command = [str(mlflow), "server",
                "--backend-store-uri",
-               f"postgresql://postgres@127.0.0.1:{args.pg_port}/{DATABASE}",
+               f"postgresql+psycopg2://postgres@127.0.0.1:{args.pg_port}/{DATABASE}",
                "--artifacts-destination", str(folder / "artifacts"), "--serve-artifacts",
                "--host", "127.0.0.1", "--port", str(args.port)]
     print(f"tracking server on http://127.0.0.1:{args.port} (PostgreSQL on 127.0.0.1:"
