@@ -1,5 +1,7 @@
 """Multirun grids: one parent run, nested children, parallel jobs on SQLite, failures isolated."""
 
+from pathlib import Path
+
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
@@ -68,3 +70,26 @@ def test_job_threads_share_the_cores(monkeypatch, n_jobs, cores, expected):
     monkeypatch.setattr("os.cpu_count", lambda: cores)
     launcher = OmegaConf.create({} if n_jobs is None else {"n_jobs": n_jobs})
     assert job_threads(launcher) == expected
+
+
+def test_a_sweep_on_a_ray_cluster(tmp_path):
+    """`ray start --head` on loopback, then the same grid with hydra/launcher=ray_cluster."""
+    import os
+    import subprocess
+    import sys
+
+    from test_ui import free_port
+
+    ray = str(Path(sys.executable).with_name("ray"))
+    port = free_port()
+    subprocess.run([ray, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
+                    "--include-dashboard=false", "--num-cpus=2", "--disable-usage-stats"],
+                   check=True, capture_output=True, timeout=180)
+    try:
+        os.environ["RAY_ADDRESS"] = f"127.0.0.1:{port}"
+        parent, children = sweep(tmp_path, "hydra/launcher=ray_cluster", "seed=0,1")
+    finally:
+        os.environ.pop("RAY_ADDRESS", None)
+        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
+    assert len(children) == 2 and set(children["status"]) == {"FINISHED"}
+    assert parent["status"] == "FINISHED" and parent["metrics.children_finished"] == 2
