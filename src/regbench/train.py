@@ -152,9 +152,8 @@ def hydra_entry(cfg: DictConfig) -> float:
     except Exception as error:
         if not in_sweep():
             raise
-        # in a sweep: this job's run is already FAILED; let the other jobs go on
-        print(f"error: job failed, its run is marked FAILED: {type(error).__name__}: {error}",
-              file=sys.stderr)
+        # in a sweep: the job's run (if it got that far) is already FAILED; the others go on
+        print(f"error: job failed: {type(error).__name__}: {error}", file=sys.stderr)
         return float("nan")
 
 
