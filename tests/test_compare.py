@@ -155,8 +155,12 @@ def test_runs_with_missing_metrics_are_named_not_fatal(tmp_path):
     client.log_param(bare.info.run_id, "seed", 0)
     client.log_metric(bare.info.run_id, "test_accuracy", 0.8)
     client.set_terminated(bare.info.run_id)
+    foreign = client.create_run(experiment_id)
+    client.set_terminated(foreign.info.run_id)
     result = compare.summarise(compare.fetch_runs("regbench", None), "l2")
     assert any("lack test_ece" in w and bare.info.run_id[:8] in w for w in result.warnings)
+    assert any("without the param regularizer.name" in w and foreign.info.run_id[:8] in w
+               for w in result.warnings)
     assert "lack test_ece" in compare.markdown(result)
 
 

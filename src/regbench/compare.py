@@ -70,9 +70,14 @@ def fetch_runs(experiment: str, filter_string: str | None) -> pd.DataFrame:
         where = f" matching {filter_string!r}" if filter_string else ""
         raise CompareError(f"no FINISHED runs in experiment '{experiment}'{where}; "
                            "record runs with 'make train' or widen --filter")
-    if "params.regularizer.name" not in runs:
+    if "tags.sweep" in runs:  # a sweep's parent run summarises its children; it is not one
+        runs = runs[runs["tags.sweep"] != "parent"].copy()
+    if "params.regularizer.name" not in runs or runs["params.regularizer.name"].isna().all():
         raise CompareError(f"the runs of '{experiment}' have no param regularizer.name: "
                            "they were not recorded by regbench.train")
+    foreign = runs[runs["params.regularizer.name"].isna()]
+    runs = runs[runs["params.regularizer.name"].notna()].copy()
+    runs.attrs["foreign"] = list(foreign["run_id"])
     strength_columns = {key: f"params.regularizer.{key}" for key in STRENGTH_KEYS}
     runs["arm"] = [  # a param a run does not have reads as NaN
         arm_label({"name": row["params.regularizer.name"],
@@ -95,7 +100,9 @@ def summarise(runs: pd.DataFrame, reference: str | None) -> Comparison:
     """The arms' means and standard deviations, and each arm's differences to ``reference``
     (an arm such as ``l2-0.0001``, or a regularizer name with exactly one arm)."""
     arms = sorted(runs["arm"].unique())
-    warnings = []
+    foreign = runs.attrs.get("foreign", [])
+    warnings = [f"{len(foreign)} run(s) without the param regularizer.name are left out: "
+                f"{', '.join(r[:8] for r in foreign)}"] if foreign else []
     for metric, _ in COLUMNS:
         column = f"metrics.{metric}"
         if column not in runs:
