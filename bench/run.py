@@ -63,30 +63,25 @@ def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 # 1. penalty cost -------------------------------------------------------------------------------
 
-def penalty_step_times(rounds: int, steps: int) -> dict[str, list[float]]:
-    """ms per train step of mlp_bn (batch 128) with L2, the fast and the naive custom penalty."""
-    import keras
+def step_times(variants: dict, rounds: int, steps: int) -> dict[str, list[float]]:
+    """ms per train step of mlp_bn (batch 128) for each variant, alternating over ``rounds``.
+
+    ``variants`` maps a name to (a regularizer factory, trainer config overrides)."""
     from omegaconf import OmegaConf
 
     from regbench.models import build_mlp, compile_classifier
     from regbench.paths import CONF_DIR
-    from regbench.regularizers import RedundancyRegularizer, redundancy_penalty_naive
 
-    class NaiveRedundancy(RedundancyRegularizer):
-        def __call__(self, x):
-            return self.weight * redundancy_penalty_naive(x, self.eps)
-
-    makers = {"l2": lambda: keras.regularizers.L2(1e-4), "custom": RedundancyRegularizer,
-              "naive": NaiveRedundancy}
     model_cfg = OmegaConf.load(CONF_DIR / "model" / "mlp_bn.yaml")
-    trainer_cfg = OmegaConf.load(CONF_DIR / "trainer" / "default.yaml")
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(128 * steps, 784)).astype(np.float32)
     y = rng.integers(0, 10, size=128 * steps)
-    models = {name: compile_classifier(build_mlp(model_cfg, make), trainer_cfg)
-              for name, make in makers.items()}
-    for model in models.values():  # trace and warm up
-        model.fit(x, y, batch_size=128, epochs=1, verbose=0)
+    models = {}
+    for name, (make_regularizer, overrides) in variants.items():
+        trainer_cfg = OmegaConf.merge(OmegaConf.load(CONF_DIR / "trainer" / "default.yaml"),
+                                      overrides)
+        models[name] = compile_classifier(build_mlp(model_cfg, make_regularizer), trainer_cfg)
+        models[name].fit(x, y, batch_size=128, epochs=1, verbose=0)  # trace and warm up
     times = {name: [] for name in models}
     for _ in range(rounds):
         for name, model in models.items():
@@ -94,6 +89,31 @@ def penalty_step_times(rounds: int, steps: int) -> dict[str, list[float]]:
             model.fit(x, y, batch_size=128, epochs=1, verbose=0)
             times[name].append(1000 * (time.perf_counter() - started) / steps)
     return times
+
+
+def penalty_variants() -> dict:
+    """L2, the fast custom penalty and the notebook's naive form of it."""
+    import keras
+
+    from regbench.regularizers import RedundancyRegularizer, redundancy_penalty_naive
+
+    class NaiveRedundancy(RedundancyRegularizer):
+        def __call__(self, x):
+            return self.weight * redundancy_penalty_naive(x, self.eps)
+
+    return {"l2": (lambda: keras.regularizers.L2(1e-4), {}),
+            "custom": (RedundancyRegularizer, {}), "naive": (NaiveRedundancy, {})}
+
+
+def option_variants() -> dict:
+    """Training options that change no science, each against the default (L2 model)."""
+    import keras
+
+    def l2():
+        return keras.regularizers.L2(1e-4)
+
+    return {"default": (l2, {}), "xla": (l2, {"jit_compile": True}),
+            "steps_per_execution=8": (l2, {"steps_per_execution": 8})}
 
 
 # 2. regbench against the plain script ----------------------------------------------------------
@@ -283,7 +303,7 @@ def measure(quick: bool, scratch: Path) -> list[Figure]:
     rounds = 3 if quick else 5
     figures = []
 
-    times = penalty_step_times(rounds=rounds, steps=20 if quick else 60)
+    times = step_times(penalty_variants(), rounds=rounds, steps=20 if quick else 60)
     ratio = median_ratio(times["custom"], times["l2"])
     naive = median_ratio(times["naive"], times["l2"])
     figures.append(Figure(
@@ -292,6 +312,16 @@ def measure(quick: bool, scratch: Path) -> list[Figure]:
         f"median ms/step: L2 {statistics.median(times['l2']):.1f}, custom "
         f"{statistics.median(times['custom']):.1f}, naive (the notebook's out x out form) "
         f"{statistics.median(times['naive']):.1f}, i.e. naive / L2 = {naive:.2f}x."))
+
+    options = step_times(option_variants(), rounds=rounds, steps=10 if quick else 30)
+    default = statistics.median(options["default"])
+    for name, label in (("xla", "XLA (trainer.jit_compile=true)"),
+                        ("steps_per_execution=8", "trainer.steps_per_execution=8")):
+        ratio = median_ratio(options[name], options["default"])
+        verdict = ("a clear gain: worth making the default" if ratio < 0.9 else
+                   "no clear gain (a default is changed only below 0.9x): left off")
+        figures.append(Figure(2, f"train step with {label} / default (L2 model)", ratio, None,
+                              "x", [], f"default {default:.1f} ms/step; {verdict}."))
 
     if quick:
         npz, data = synthetic_npz(scratch, 6000), ["data=synthetic", "data.n_train=6000",
