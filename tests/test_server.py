@@ -5,6 +5,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,12 @@ def server():
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
-        assert not (folder / "pgdata" / "postmaster.pid").exists()  # PostgreSQL stopped
+        # make exits at once; regbench.server then stops PostgreSQL, which may take a moment
+        pid_file = folder / "pgdata" / "postmaster.pid"
+        deadline = time.monotonic() + 60
+        while pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not pid_file.exists(), "PostgreSQL was not stopped"
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -88,10 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return server.wait()
     finally:
-        if server.poll() is None:
-            server.terminate()
-            server.wait(timeout=30)
-        stop_postgres(data)
+        try:
+            if server.poll() is None:
+                server.terminate()
+                server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        finally:
+            stop_postgres(data)
 
 
 if __name__ == "__main__":
