@@ -347,12 +347,13 @@ def measure(quick: bool, scratch: Path) -> list[Figure]:
         f"{statistics.median(baseline_seconds):.2f}."))
 
     gflops = matmul_gflops()
-    floor = epoch_gflop([1024, 512, 256], n_train, n_val) / gflops
+    work = epoch_gflop([1024, 512, 256], n_train, n_val)
+    floor = work / gflops
     figures.append(Figure(
         3, "epoch time / floating-point floor", statistics.median(regbench_seconds) / floor,
         None, "x", [], f"a 2048x2048 float32 matmul runs at {gflops:.0f} GFLOP/s here; an epoch "
         f"of {n_train} training and {n_val} validation examples is "
-        f"{epoch_gflop([1024, 512, 256], n_train, n_val):.0f} GFLOP of dense multiply-adds, "
+        f"{work:.0f} GFLOP of dense multiply-adds, "
         f"a floor of {floor:.2f} s."))
 
     epoch = statistics.median(regbench_seconds)

@@ -20,6 +20,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from regbench.paths import CONF_DIR
 
 GROUPS = ("data", "model", "regularizer", "trainer", "experiment", "hparams_search")
+STRENGTH_KEYS = ("weight", "l1", "l2")
 
 
 class ConfigError(ValueError):
@@ -144,9 +145,6 @@ def validate(cfg: DictConfig) -> None:
     for key in STRENGTH_KEYS:
         if key in regularizer:
             _check_strength(regularizer, key)
-
-
-STRENGTH_KEYS = ("weight", "l1", "l2")
 
 
 def arm_label(regularizer: Any) -> str:

@@ -26,13 +26,19 @@ from mlflow.tracking import MlflowClient
 from regbench.paths import PROJECT_ROOT, default_tracking_uri
 
 
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///<path>`` URI; None for any other store."""
+    return Path(tracking_uri.removeprefix("sqlite:///")) if tracking_uri.startswith(
+        "sqlite:///") else None
+
+
 def sqlite_artifact_root(tracking_uri: str, experiment_name: str) -> str | None:
     """For ``sqlite:///<dir>/x.db``: ``<dir>/artifacts/<experiment>`` as a file URI; else None
     (a tracking server chooses its own artifact store)."""
-    if not tracking_uri.startswith("sqlite:///"):
+    database = sqlite_path(tracking_uri)
+    if database is None:
         return None
-    db_dir = Path(tracking_uri.removeprefix("sqlite:///")).parent
-    return (db_dir / "artifacts" / re.sub(r"[^\w.-]", "_", experiment_name)).as_uri()
+    return (database.parent / "artifacts" / re.sub(r"[^\w.-]", "_", experiment_name)).as_uri()
 
 
 class StoreError(RuntimeError):
@@ -44,8 +50,8 @@ def use_store(tracking_uri: str | None, experiment_name: str) -> str:
     needed, and return its id. A store that cannot be created or written raises StoreError."""
     uri = tracking_uri or default_tracking_uri()
     try:
-        if uri.startswith("sqlite:///"):
-            database = Path(uri.removeprefix("sqlite:///"))
+        database = sqlite_path(uri)
+        if database is not None:
             database.parent.mkdir(parents=True, exist_ok=True)
             if not os.access(database.parent, os.W_OK) or (
                     database.exists() and not os.access(database, os.W_OK)):
