@@ -2,7 +2,7 @@
 
 Every comparison alternates its contenders in one process or one minute and reports the ratio
 of medians; every figure is the median of several runs, with min and max. Writes RESULTS.md.
-Full mode uses MNIST and finishes in about 10 minutes here; ``--quick`` uses synthetic data,
+Full mode uses MNIST and finishes in about 7 minutes here; ``--quick`` uses synthetic data,
 fewer rounds and a smaller store (about 2 minutes), and is what the test suite runs.
 """
 
@@ -123,6 +123,7 @@ def regbench_epoch_seconds(overrides: list[str], store: Path) -> tuple[list[floa
     import mlflow
     from mlflow.tracking import MlflowClient
 
+
     uri = f"sqlite:///{store / 'mlflow.db'}"
     run([PYTHON, "-m", "regbench.train", *overrides, "trainer.verbose=0",
          f"mlflow.tracking_uri={uri}", "mlflow.experiment_name=bench",
@@ -166,15 +167,15 @@ def epoch_gflop(units: list[int], train: int, val: int) -> float:
 # 4. tracking overhead and compare on a large store ---------------------------------------------
 
 def tracking_seconds_per_epoch(store: Path, epochs: int) -> list[float]:
-    """Wall time of the MLflow callback's on_epoch_end, logging a real epoch's 14 metrics."""
+    """Wall time of the MLflow callback's on_epoch_end, logging a real epoch's metrics."""
     import mlflow
 
-    from regbench.tracking import EpochMetricsCallback, use_store
+    from regbench import record
+    from regbench.callbacks import EpochMetricsCallback
+    from regbench.store import use_store
 
     experiment_id = use_store(f"sqlite:///{store / 'tracking.db'}", "tracking")
-    logs = {name: 0.5 for name in ("loss", "accuracy", "data_loss", "penalty", "val_loss",
-                                   "val_accuracy", "val_data_loss", "val_penalty",
-                                   "learning_rate", "epoch_seconds")}
+    logs = {name: 0.5 for name in record.EPOCH_METRICS}
     callback = EpochMetricsCallback()
     seconds = []
     with mlflow.start_run(experiment_id=experiment_id):
@@ -194,6 +195,8 @@ def fill_store(store: Path, runs: int, epochs: int) -> str:
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
+    from regbench import record
+
     uri = f"sqlite:///{store / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     client = MlflowClient()
@@ -205,18 +208,16 @@ def fill_store(store: Path, runs: int, epochs: int) -> str:
     for index in range(runs):
         name, weight = arms[index % 3]
         run_id = client.create_run(experiment_id).info.run_id
-        params = [Param("regularizer.name", name), Param("seed", str(index // 3))]
+        params = [Param(record.PARAM_REGULARIZER, name),
+                  Param(record.PARAM_SEED, str(index // 3))]
         if weight:
             params.append(Param("regularizer.weight", weight))
         metrics = [Metric(key, float(rng.uniform()), now, step)
                    for step in range(epochs)
-                   for key in ("loss", "val_loss", "data_loss", "val_data_loss", "accuracy",
-                               "val_accuracy")]
-        metrics += [Metric(key, float(rng.uniform()), now, 0)
-                    for key in ("test_accuracy", "test_data_loss", "test_total_loss",
-                                "test_ece", "test_brier", "epochs_trained")]
+                   for key in record.CURVE_METRICS]
+        metrics += [Metric(key, float(rng.uniform()), now, 0) for key in record.FINAL_METRICS]
         client.log_batch(run_id, metrics=metrics, params=params,
-                         tags=[RunTag("regularizer", name)])
+                         tags=[RunTag(record.TAG_REGULARIZER, name)])
         client.set_terminated(run_id)
     return uri
 

@@ -4,7 +4,7 @@ import re
 import subprocess
 import sys
 
-from conftest import PROJECT_ROOT
+from helpers import PROJECT_ROOT
 
 
 def test_the_quick_benchmark_reports_every_figure(tmp_path):

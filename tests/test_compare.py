@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import sqlite_uri
-from regbench import compare
+from helpers import run_module, sqlite_uri
+from regbench import compare, query, record, report, stats
+from regbench.comparison import summarise
 from regbench.metrics import reliability_bins
-from regbench.stats import CANNOT_JUDGE
 
 SEEDS = [0, 1, 2, 3, 4]
 L2_ACC = np.array([0.970, 0.972, 0.969, 0.971, 0.973])
@@ -22,12 +22,18 @@ ARMS = {  # arm -> (regularizer params, seeds, test accuracy, test data loss)
                       L2_LOSS - 0.02 + np.array([-4, 4, 2, -2, 0]) * 1e-4),
     # no difference: the same values shuffled across seeds
     "none": ({"name": "none"}, SEEDS, L2_ACC[[2, 0, 4, 1, 3]], L2_LOSS[[3, 4, 0, 2, 1]]),
+    # within the margins: +-0.0002 accuracy and +-0.0004 data loss around no difference
+    "l1_l2-0.0001-0.0001": ({"name": "l1_l2", "l1": "0.0001", "l2": "0.0001"}, SEEDS,
+                            L2_ACC + np.array([2, -2, 1, -1, 0]) * 1e-4,
+                            L2_LOSS + np.array([-4, 4, 2, -2, 0]) * 1e-4),
+    # bit-for-bit the reference: a regularizer that changed nothing
+    "orthogonal-0.0001": ({"name": "orthogonal", "weight": "0.0001"}, SEEDS, L2_ACC, L2_LOSS),
     # a single run
     "l1-0.001": ({"name": "l1", "weight": "0.001"}, [0], np.array([0.95]), np.array([0.2])),
 }
 
 
-def record(experiment_id, params, seed, accuracy, data_loss, with_reliability=True):
+def record_run(experiment_id, params, seed, accuracy, data_loss, with_reliability=True):
     client = MlflowClient()
     run = client.create_run(experiment_id, tags={"mlflow.runName": f"{params['name']}-{seed}"})
     for key, value in params.items():
@@ -39,7 +45,7 @@ def record(experiment_id, params, seed, accuracy, data_loss, with_reliability=Tr
     for key, value in finals.items():
         client.log_metric(run.info.run_id, key, float(value))
     for epoch in range(3):
-        for key in compare.CURVE_METRICS:
+        for key in record.CURVE_METRICS:
             client.log_metric(run.info.run_id, key, 1.0 / (epoch + 1), step=epoch)
     if with_reliability:
         probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])
@@ -57,7 +63,7 @@ def store(tmp_path_factory):
                                              artifact_location=(folder / "art").as_uri())
     for params, seeds, accuracy, data_loss in ARMS.values():
         for seed, acc, loss in zip(seeds, accuracy, data_loss, strict=True):
-            record(experiment_id, params, seed, acc, loss)
+            record_run(experiment_id, params, seed, acc, loss)
     failed = MlflowClient().create_run(experiment_id)
     MlflowClient().set_terminated(failed.info.run_id, "FAILED")  # never compared
     return folder
@@ -66,12 +72,13 @@ def store(tmp_path_factory):
 @pytest.fixture
 def comparison(store):
     mlflow.set_tracking_uri(sqlite_uri(store))
-    return compare.summarise(compare.fetch_runs("regbench", None), "l2")
+    return summarise(query.fetch_runs("regbench", None), "l2")
 
 
 def test_the_table_has_the_means_stds_and_counts_computed_here(comparison):
     summary = comparison.summary.set_index("arm")
-    assert list(summary.index) == ["l2-0.0001", "custom-0.0001", "l1-0.001", "none"]
+    assert list(summary.index) == ["l2-0.0001", "custom-0.0001", "l1-0.001",
+                                   "l1_l2-0.0001-0.0001", "none", "orthogonal-0.0001"]
     for arm, (_, seeds, accuracy, data_loss) in ARMS.items():
         row = summary.loc[arm]
         assert row["runs"] == len(seeds)
@@ -87,28 +94,68 @@ def test_the_table_has_the_means_stds_and_counts_computed_here(comparison):
 def test_a_real_difference_is_found_and_its_interval_holds_the_truth(comparison):
     accuracy, data_loss = comparison.differences["custom-0.0001"]
     assert accuracy.paired and accuracy.verdict == "better" and data_loss.verdict == "better"
-    assert accuracy.low <= 0.01 <= accuracy.high and accuracy.p_value < 0.05
+    assert accuracy.low <= 0.01 <= accuracy.high and accuracy.p_adjusted < 0.05
     assert data_loss.low <= -0.02 <= data_loss.high
+    assert accuracy.p_sign_flip == pytest.approx(2 / 32)
 
 
-def test_no_difference_is_not_called_a_difference(comparison):
+def test_no_difference_is_never_called_a_difference(comparison):
     accuracy, data_loss = comparison.differences["none"]
     assert accuracy.estimate == pytest.approx(0.0, abs=1e-12)
     assert accuracy.low <= 0.0 <= accuracy.high
-    assert accuracy.verdict == data_loss.verdict == "no detectable difference at 95%"
+    assert {accuracy.verdict, data_loss.verdict} <= {"equivalent", "inconclusive"}
+
+
+def test_a_difference_within_the_margins_is_equivalent(comparison):
+    accuracy, data_loss = comparison.differences["l1_l2-0.0001-0.0001"]
+    assert accuracy.verdict == data_loss.verdict == "equivalent"
+    assert accuracy.p_tost_adjusted < 0.05 and accuracy.p_adjusted > 0.05
+
+
+def test_holm_adjusts_over_every_test_of_the_report(comparison):
+    tested = [d for diffs in comparison.differences.values() for d in diffs if d.tested]
+    assert len(tested) == 6  # custom, l1_l2, none x 2 metrics (identical and single arms aside)
+    assert [d.p_adjusted for d in tested] == pytest.approx(stats.holm([d.p_value for d in tested]))
+    assert all(d.p_adjusted >= d.p_value for d in tested)
+
+
+def test_identical_arms_are_named_and_not_tested(comparison):
+    accuracy, data_loss = comparison.differences["orthogonal-0.0001"]
+    assert accuracy.identical and np.isnan(accuracy.p_value) and np.isnan(data_loss.p_adjusted)
+    lines = report.verdict_lines(comparison)
+    assert ("orthogonal-0.0001 is identical to l2-0.0001 on all 5 seeds: at this strength the "
+            "regularizer had no effect") in lines
 
 
 def test_a_single_run_cannot_be_judged(comparison):
     accuracy, _ = comparison.differences["l1-0.001"]
-    assert accuracy.verdict == CANNOT_JUDGE
+    assert accuracy.verdict == stats.CANNOT_JUDGE
     assert accuracy.estimate == pytest.approx(0.95 - np.mean(L2_ACC))
+
+
+def test_margins_come_from_the_command_line():
+    assert compare.parse_margins(["test_accuracy=0.002"]) == {"test_accuracy": 0.002}
+    for bad in (["accuracy=0.1"], ["test_accuracy=abc"], ["test_accuracy=-1"],
+                ["test_data_loss=inf"]):
+        with pytest.raises(ValueError, match="--margin"):
+            compare.parse_margins(bad)
+
+
+def test_curves_read_in_bulk_equal_curves_read_run_by_run(store):
+    """Pins the private bulk read (query._bulk_history_store) against the public client."""
+    mlflow.set_tracking_uri(sqlite_uri(store))
+    run_ids = list(query.fetch_runs("regbench", None).runs["run_id"])
+    assert query._bulk_history_store() is not None
+    bulk = query.metric_curves(run_ids)
+    assert bulk == query.metric_curves(run_ids, bulk=False)
+    assert bulk[run_ids[0]]["loss"] == pytest.approx([1.0, 0.5, 1 / 3])
 
 
 def test_the_report_is_printed_written_and_logged(store, tmp_path, capsys):
     assert compare.main(["--tracking-uri", sqlite_uri(store), "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "| custom-0.0001 | 5 | 0 1 2 3 4 |" in printed
-    assert "custom-0.0001 vs l2-0.0001: test accuracy better" in printed
+    assert "custom-0.0001 vs l2-0.0001: test accuracy better (+0.0100" in printed
     written = {p.name for p in tmp_path.iterdir()}
     expected = {"comparison.md", "comparison.csv", "compared_run_ids.txt", "learning_curves.png",
                 "test_accuracy_per_seed.png", "reliability.png"}
@@ -118,7 +165,7 @@ def test_the_report_is_printed_written_and_logged(store, tmp_path, capsys):
     runs = mlflow.search_runs(experiment_names=[compare.COMPARISONS_EXPERIMENT])
     assert len(runs) == 1
     compared = set(runs.iloc[0]["tags.compared_run_ids"].split(","))
-    assert len(compared) == 16
+    assert len(compared) == 26
     logged = {a.path for a in MlflowClient().list_artifacts(runs.iloc[0].run_id)}
     assert expected <= logged
 
@@ -137,10 +184,10 @@ def test_a_filter_matching_nothing_says_so(store, capsys):
 
 
 def test_a_missing_reference_arm_says_which_arms_there_are(store, capsys):
-    arguments = ["--tracking-uri", sqlite_uri(store), "--no-log", "--reference", "orthogonal"]
+    arguments = ["--tracking-uri", sqlite_uri(store), "--no-log", "--reference", "elastic"]
     assert compare.main(arguments) == 1
     error = capsys.readouterr().err
-    assert "reference arm 'orthogonal' is not one of the arms" in error and "l2-0.0001" in error
+    assert "reference arm 'elastic' is not one of the arms" in error and "l2-0.0001" in error
 
 
 def test_runs_with_missing_metrics_are_named_not_fatal(tmp_path):
@@ -148,7 +195,7 @@ def test_runs_with_missing_metrics_are_named_not_fatal(tmp_path):
     experiment_id = mlflow.create_experiment("regbench",
                                              artifact_location=(tmp_path / "a").as_uri())
     for seed in (0, 1):
-        record(experiment_id, {"name": "l2", "weight": "0.0001"}, seed, 0.9, 0.3)
+        record_run(experiment_id, {"name": "l2", "weight": "0.0001"}, seed, 0.9, 0.3)
     client = MlflowClient()
     bare = client.create_run(experiment_id)
     client.log_param(bare.info.run_id, "regularizer.name", "none")
@@ -157,17 +204,18 @@ def test_runs_with_missing_metrics_are_named_not_fatal(tmp_path):
     client.set_terminated(bare.info.run_id)
     foreign = client.create_run(experiment_id)
     client.set_terminated(foreign.info.run_id)
-    result = compare.summarise(compare.fetch_runs("regbench", None), "l2")
+    recorded = query.fetch_runs("regbench", None)
+    before = recorded.runs.copy()
+    result = summarise(recorded, "l2")
+    assert recorded.runs.equals(before)  # the input is not changed
     assert any("lack test_ece" in w and bare.info.run_id[:8] in w for w in result.warnings)
     assert any("without the param regularizer.name" in w and foreign.info.run_id[:8] in w
                for w in result.warnings)
-    assert "lack test_ece" in compare.markdown(result)
+    assert "lack test_ece" in report.markdown(result)
 
 
 def test_a_small_study_end_to_end(tmp_path, capsys):
     """The study's multirun grid on synthetic data, then the comparison of its real runs."""
-    from conftest import run_module
-
     result = run_module(
         "regbench.train", "-m", "experiment=l2_vs_custom", "data=synthetic", "trainer=smoke",
         "seed=0,1", f"mlflow.tracking_uri={sqlite_uri(tmp_path)}", "mlflow.experiment_name=study",

@@ -1,16 +1,17 @@
+import dataclasses
 import subprocess
 
+import keras
 import pytest
-from hydra import compose, initialize_config_dir
+from omegaconf import MISSING, OmegaConf
 
-from conftest import PROJECT_ROOT, sqlite_uri, train
-from regbench.config import ConfigError, check_overrides, group_options, validate
+from helpers import PROJECT_ROOT, sqlite_uri, train
+from helpers import compose as composed
+from regbench import data, schema
+from regbench.overrides import check_overrides, expand_jobs
 from regbench.paths import CONF_DIR
-
-
-def composed(*overrides):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+from regbench.schema import config_groups, group_options
+from regbench.validation import ConfigError, validate
 
 
 @pytest.mark.parametrize("group", ["data", "model", "regularizer", "trainer", "experiment"])
@@ -31,9 +32,7 @@ def test_defaults_are_the_notebooks_model_one_with_a_held_out_validation_split()
 
 
 def test_the_study_preset_sweeps_three_arms_over_five_seeds():
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["experiment=l2_vs_custom"],
-                      return_hydra_config=True)
+    cfg = composed("experiment=l2_vs_custom", hydra=True)
     assert dict(cfg.hydra.sweeper.params) == {"regularizer": "none,l2,custom",
                                               "seed": "range(0,5)"}
     assert cfg.data.validate_on == "val" and cfg.model.name == "mlp_bn"
@@ -87,3 +86,44 @@ def test_make_passes_command_line_overrides_to_hydra():
     assert len(command) == 1
     assert "regularizer=custom" in command[0] and "trainer.epochs=3" in command[0]
     assert "seeds=4" not in command[0]
+
+
+def _yaml_keys(group: str) -> set[str]:
+    return {key for option in group_options(group)
+            for key in OmegaConf.load(CONF_DIR / group / f"{option}.yaml")}
+
+
+@pytest.mark.parametrize("group, node", [("data", schema.DataConfig),
+                                         ("model", schema.ModelConfig),
+                                         ("trainer", schema.TrainerConfig)])
+def test_every_default_has_one_home_the_yaml(group, node):
+    """A schema field the YAML sets has no default of its own (MISSING); the others are the
+    optional keys only some options set, defaulting to None."""
+    in_yaml = _yaml_keys(group)
+    for field in dataclasses.fields(node):
+        if field.name in in_yaml and field.name not in ("n_train", "n_test", "noise",
+                                                        "generator_seed"):
+            assert field.default is MISSING, f"{group}.{field.name} has a default in both"
+        else:
+            assert field.default is None, f"{group}.{field.name}"
+
+
+def test_allowed_names_have_one_source():
+    assert set(data.LOADERS) == set(schema.DATASETS)
+    assert {composed(f"data={o}").data.name for o in group_options("data")} <= set(
+        schema.DATASETS)
+    for name in schema.OPTIMIZERS:
+        assert keras.optimizers.get({"class_name": name, "config": {"learning_rate": 0.1}})
+    assert set(config_groups()) == {"data", "model", "regularizer", "trainer", "experiment",
+                                    "hparams_search"}
+
+
+def test_sweeps_expand_like_hydras_basic_sweeper():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(
+        ["regularizer=l2,custom", "seed=range(0,3)", "trainer.epochs=2", "seed=5,6",
+         "+trainer.x=interval(0,1)"])
+    jobs = expand_jobs(parsed)
+    assert len(jobs) == 4 and ["regularizer=l2", "seed=5", "trainer.epochs=2"] in [
+        sorted(job) for job in jobs]

@@ -12,7 +12,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import runs, sqlite_uri, train
+from helpers import runs, sqlite_uri, train
 from regbench import runs as runs_cli
 
 

@@ -5,7 +5,6 @@ import tensorflow as tf
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from regbench.config import group_options
 from regbench.models import build_mlp, compile_classifier
 from regbench.paths import CONF_DIR
 from regbench.regularizers import (
@@ -13,6 +12,7 @@ from regbench.regularizers import (
     redundancy_penalty,
     redundancy_penalty_naive,
 )
+from regbench.schema import group_options
 
 SHAPES = [(3, 4), (64, 32), (10, 300), (784, 1024), (1024, 512), (512, 256)]
 
@@ -51,12 +51,30 @@ def test_penalty_matches_the_formula_by_hand():
     assert float(RedundancyRegularizer(weight=0.5)(tf.constant(w))) == pytest.approx(expected)
 
 
-def test_config_round_trip_and_negative_weight():
+def test_config_round_trip():
     reg = RedundancyRegularizer(weight=3e-3, eps=1e-6)
     again = RedundancyRegularizer.from_config(reg.get_config())
     assert again.get_config() == {"weight": 3e-3, "eps": 1e-6}
-    with pytest.raises(ValueError, match="weight must be >= 0"):
-        RedundancyRegularizer(weight=-1)
+
+
+@pytest.mark.parametrize("arguments, name", [
+    ({"weight": -1}, "weight"), ({"weight": float("nan")}, "weight"),
+    ({"weight": float("inf")}, "weight"), ({"weight": "1e-3"}, "weight"),
+    ({"weight": True}, "weight"), ({"eps": 0.0}, "eps"), ({"eps": float("nan")}, "eps")])
+def test_arguments_are_validated_as_keras_validates_its_own(arguments, name):
+    with pytest.raises(ValueError, match=f"{name} must be a finite number"):
+        RedundancyRegularizer(**arguments)
+
+
+def test_only_rank_2_kernels_are_accepted():
+    with pytest.raises(ValueError, match=r"rank-2 \(Dense\) kernels.*\(3, 3, 4, 8\)"):
+        RedundancyRegularizer(1e-3)(tf.zeros((3, 3, 4, 8)))
+
+
+@pytest.mark.parametrize("dtype", [tf.float16, tf.float32, tf.float64])
+def test_the_penalty_has_the_kernels_dtype(dtype):
+    penalty = RedundancyRegularizer(0.1)(kernel((8, 4), seed=3, dtype=dtype))
+    assert penalty.dtype == dtype
 
 
 @pytest.mark.parametrize("option", group_options("regularizer"))

@@ -10,18 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROJECT_ROOT, run_module
-from test_ui import api, free_port, wait_until_up
+from helpers import PROJECT_ROOT, api, free_port, require_tool, run_module, wait_until_up
 
 HAVE_POSTGRES = any(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
 
 
 @pytest.fixture(scope="module")
 def server():
-    if not HAVE_POSTGRES:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is missing: .ci/run installs it with apt-get")
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    require_tool(HAVE_POSTGRES, "postgresql")
     folder = Path(tempfile.mkdtemp(prefix="regbench-server-"))
     folder.chmod(0o755)  # PostgreSQL runs as its own user
     port, pg_port = free_port(), free_port()

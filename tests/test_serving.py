@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import PROJECT_ROOT, runs, sqlite_uri, train
+from helpers import PROJECT_ROOT, free_port, runs, sqlite_uri, train, wait_until_up
 from regbench.data import load_mnist
-from test_ui import free_port, wait_until_up
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from conftest import run_module, sqlite_uri
+from helpers import free_port, run_module, sqlite_uri
+from regbench import record
 from regbench.sweep import job_threads
-from test_train import EPOCH_METRICS, FINAL_METRICS
 
 
 def sweep(store, *overrides):
@@ -38,9 +38,9 @@ def test_six_parallel_jobs_on_sqlite_all_finish_complete(tmp_path):
         (r, s) for r in ("none", "l2", "custom") for s in ("0", "1")}
     client = MlflowClient()
     for run_id in children["run_id"]:
-        for metric in EPOCH_METRICS:
+        for metric in record.EPOCH_METRICS:
             assert len(client.get_metric_history(run_id, metric)) == 1, metric
-    for metric in FINAL_METRICS:
+    for metric in record.FINAL_METRICS:
         assert children[f"metrics.{metric}"].notna().all(), metric
     assert len({int(pid) for pid in children["tags.pid"]}) > 1  # really in parallel processes
 
@@ -72,13 +72,10 @@ def test_job_threads_share_the_cores(monkeypatch, n_jobs, cores, expected):
     assert job_threads(launcher) == expected
 
 
-def test_a_sweep_on_a_ray_cluster(tmp_path):
+def test_a_sweep_on_a_ray_cluster(tmp_path, monkeypatch):
     """`ray start --head` on loopback, then the same grid with hydra/launcher=ray_cluster."""
-    import os
     import subprocess
     import sys
-
-    from test_ui import free_port
 
     ray = str(Path(sys.executable).with_name("ray"))
     port = free_port()
@@ -86,10 +83,9 @@ def test_a_sweep_on_a_ray_cluster(tmp_path):
                     "--include-dashboard=false", "--num-cpus=2", "--disable-usage-stats"],
                    check=True, capture_output=True, timeout=180)
     try:
-        os.environ["RAY_ADDRESS"] = f"127.0.0.1:{port}"
+        monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
         parent, children = sweep(tmp_path, "hydra/launcher=ray_cluster", "seed=0,1")
     finally:
-        os.environ.pop("RAY_ADDRESS", None)
         subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
     assert len(children) == 2 and set(children["status"]) == {"FINISHED"}
     assert parent["status"] == "FINISHED" and parent["metrics.children_finished"] == 2

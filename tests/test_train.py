@@ -1,4 +1,4 @@
-"""The run record contract (DESIGN.md), checked on real subprocess runs on synthetic data."""
+"""The run record contract (regbench.record), checked on real runs on synthetic data."""
 
 import mlflow
 import numpy as np
@@ -7,17 +7,10 @@ import yaml
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from conftest import runs, sqlite_uri, train
-from regbench import data
-
-PARAMS = ["regularizer.name", "regularizer.weight", "model.name", "model.units", "trainer.epochs",
-          "trainer.batch_size", "data.name", "data.val_split", "seed"]
-TAGS = ["regularizer", "model", "data", "seed", "git_commit", "data_sha256", "mlflow.runName"]
-EPOCH_METRICS = ["loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "data_loss",
-                 "epoch_seconds",
-                 "val_data_loss", "penalty"]
-FINAL_METRICS = ["test_accuracy", "test_data_loss", "test_total_loss", "test_ece", "test_brier",
-                 "best_epoch", "epochs_trained", "train_seconds"]
+from helpers import compose, runs, sqlite_uri, train
+from regbench import data, record
+from regbench.tracking import flatten
+from regbench.training import train_and_evaluate
 
 
 def the_run(store, regularizer):
@@ -32,28 +25,47 @@ def history(run_id, metric):
                                     key=lambda m: m.step)]
 
 
-def test_a_run_holds_everything_the_contract_names(smoke_store):
+def test_a_run_holds_exactly_the_contracts_names(smoke_store):
     run = the_run(smoke_store, "l2")
-    assert run["status"] == "FINISHED"
-    for key in PARAMS:
-        assert f"params.{key}" in run and run[f"params.{key}"] is not None, key
-    assert run["params.regularizer.weight"] == "0.0001" and run["params.trainer.epochs"] == "2"
-    for key in TAGS:
-        assert run[f"tags.{key}"], key
-    assert len(run["tags.data_sha256"]) == 64 and run["tags.seed"] == "0"
+    assert run["status"] == record.FINISHED
     client = MlflowClient()
-    for metric in EPOCH_METRICS:
+    recorded = client.get_run(run.run_id).data
+    config = yaml.safe_load(mlflow.artifacts.load_text(
+        f"runs:/{run.run_id}/{record.CONFIG_ARTIFACT}"))
+    config_params = set(flatten(config))
+    assert config_params <= set(recorded.params)
+    assert all(p.startswith(record.OPTIMIZER_PARAM_PREFIX)
+               for p in set(recorded.params) - config_params)
+    assert recorded.params["regularizer.weight"] == "0.0001"
+    assert {t for t in recorded.tags if not t.startswith("mlflow.")} == set(record.RUN_TAGS)
+    assert recorded.tags[record.TAG_ARM] == "l2-0.0001" and len(
+        recorded.tags[record.TAG_DATA_SHA256]) == 64
+    assert set(recorded.metrics) == set(record.EPOCH_METRICS) | set(record.FINAL_METRICS)
+    for metric in record.EPOCH_METRICS:
         points = client.get_metric_history(run.run_id, metric)
         assert sorted(p.step for p in points) == [0, 1], metric
-    for metric in FINAL_METRICS:
-        assert np.isfinite(run[f"metrics.{metric}"]), metric
-    assert run["metrics.epochs_trained"] == 2 and run["metrics.best_epoch"] in (1, 2)
-    artifacts = {a.path for a in client.list_artifacts(run.run_id)}
-    assert {"config.yaml", "plots", "reliability.json"} <= artifacts
-    plots = {a.path for a in client.list_artifacts(run.run_id, "plots")}
-    assert plots == {"plots/learning_curves.png", "plots/reliability.png"}
-    config = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{run.run_id}/config.yaml"))
+    assert all(np.isfinite(recorded.metrics[m]) for m in record.FINAL_METRICS)
+    assert recorded.metrics[record.EPOCHS_TRAINED] == 2
+    assert {a.path for a in client.list_artifacts(run.run_id)} == set(record.ARTIFACTS)
+    assert mlflow.models.get_model_info(f"runs:/{run.run_id}/{record.MODEL_ARTIFACT}").signature
+    plots = {a.path for a in client.list_artifacts(run.run_id, record.PLOTS_DIR)}
+    assert plots == {f"{record.PLOTS_DIR}/{name}" for name in record.PLOTS}
     assert config["regularizer"]["name"] == "l2" and config["trainer"]["epochs"] == 2
+
+
+def test_training_is_callable_in_process_and_returns_what_it_recorded(tmp_path):
+    cfg = compose("data=synthetic", "trainer=smoke", "model=mlp_small", "regularizer=custom",
+                  f"mlflow.tracking_uri={sqlite_uri(tmp_path)}", "seed=3")
+    result = train_and_evaluate(cfg, threads=1)
+    assert result.arm == "custom-0.0001"
+    assert result.run_name == "custom-0.0001-mlp_small-synthetic-s3"
+    run = MlflowClient().get_run(result.run_id)
+    assert run.info.status == record.FINISHED
+    assert run.data.metrics[record.TEST_ACCURACY] == pytest.approx(
+        result.metrics[record.TEST_ACCURACY])
+    assert set(result.metrics) == set(record.FINAL_METRICS)
+    assert result.best_monitored == pytest.approx(max(
+        m.value for m in MlflowClient().get_metric_history(result.run_id, "val_accuracy")))
 
 
 def test_the_logged_model_reproduces_the_logged_test_accuracy(smoke_store):
@@ -91,6 +103,8 @@ def test_loss_is_data_loss_plus_penalty(smoke_store, regularizer):
 
 
 def test_runs_are_named_and_tagged_by_arm(smoke_store):
+    assert set(runs(smoke_store)[f"tags.{record.TAG_ARM}"]) == {"none", "l2-0.0001",
+                                                                 "custom-0.0001"}
     names = set(runs(smoke_store)["tags.mlflow.runName"])
     assert names == {"none-mlp_bn-synthetic-s0", "l2-0.0001-mlp_bn-synthetic-s0",
                      "custom-0.0001-mlp_bn-synthetic-s0"}

@@ -1,50 +1,18 @@
 """`make ui` serves the store: its REST API and its pages, read by a real headless browser."""
 
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import time
-import urllib.request
 
 import pytest
 
-from conftest import PROJECT_ROOT, sqlite_uri
+from helpers import PROJECT_ROOT, api, free_port, require_tool, sqlite_uri, wait_until_up
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--window-size=1400,900", "--virtual-time-budget=20000"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited: {process.stderr.read()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"{url} did not come up")
-
-
-def api(base: str, path: str, body: dict | None = None) -> dict:
-    request = urllib.request.Request(
-        base + path, data=None if body is None else json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)
 
 
 @pytest.fixture(scope="module")
@@ -76,10 +44,7 @@ def test_the_ui_serves_the_runs_over_its_rest_api(ui):
 
 def test_a_browser_sees_the_runs_on_the_experiment_runs_page(ui, tmp_path):
     chromium = shutil.which("chromium")
-    if chromium is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run installs it with apt-get")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    require_tool(chromium is not None, "chromium")
     experiment = api(ui, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=regbench")
     page = f"{ui}/#/experiments/{experiment['experiment']['experiment_id']}/runs"
     profile = ["--user-data-dir=" + str(tmp_path / "profile")]

@@ -2,13 +2,14 @@
 
 ReduceLROnPlateau and EarlyStopping watch ``trainer.monitor``; TerminateOnNaN stops a diverging
 run; EpochTimer adds ``epoch_seconds`` (wall time of the epoch, validation included) to the logs;
-the MLflow callback comes last so that it logs what the others added (``learning_rate``,
-``epoch_seconds``).
+the MLflow callback (EpochMetricsCallback) comes last so that it logs what the others added
+(``learning_rate``, ``epoch_seconds``).
 """
 
 import time
 
 import keras
+from mlflow.keras import MlflowCallback
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -36,3 +37,14 @@ def training_callbacks(trainer, verbose, logger: keras.callbacks.Callback):
         logger,
     ]
     return callbacks, early_stop
+
+
+class EpochMetricsCallback(MlflowCallback):
+    """MLflow's Keras callback, logging each epoch's logs at step = epoch (0-based).
+
+    It leaves out MlflowCallback's ``on_test_end``, which logs every validation pass again
+    as ``validation_*`` at step 0 (duplicates of ``val_*``, several points per step).
+    """
+
+    def on_test_end(self, logs=None):
+        return None

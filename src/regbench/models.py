@@ -17,13 +17,6 @@ from keras import ops
 
 import regbench.regularizers  # noqa: F401  (registers RedundancyRegularizer for loading)
 
-OPTIMIZERS = {
-    "adam": keras.optimizers.Adam,
-    "adamw": keras.optimizers.AdamW,
-    "rmsprop": keras.optimizers.RMSprop,
-    "sgd": keras.optimizers.SGD,
-}
-
 
 @keras.saving.register_keras_serializable(package="regbench")
 class PenaltyTrackingSequential(keras.Sequential):
@@ -63,9 +56,12 @@ def build_mlp(model_cfg, make_regularizer: Callable[[], keras.regularizers.Regul
 
 
 def compile_classifier(model: keras.Model, trainer_cfg) -> keras.Model:
-    """Sparse categorical cross-entropy, accuracy and ``data_loss``; optimizer from the config."""
+    """Sparse categorical cross-entropy, accuracy and ``data_loss``; the optimizer named by
+    ``trainer.optimizer`` (a name ``keras.optimizers.get`` knows) at ``trainer.learning_rate``."""
+    optimizer = keras.optimizers.get({"class_name": trainer_cfg.optimizer,
+                                      "config": {"learning_rate": trainer_cfg.learning_rate}})
     model.compile(
-        optimizer=OPTIMIZERS[trainer_cfg.optimizer](learning_rate=trainer_cfg.learning_rate),
+        optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
                  keras.metrics.SparseCategoricalCrossentropy(name="data_loss")],

@@ -15,10 +15,22 @@ which is the same number in O(in*out) time and memory instead of O(in*out^2) tim
 memory. ``redundancy_penalty_naive`` keeps the notebook's matrix form as the reference.
 """
 
+import math
+
 import keras
 from keras import ops
 
 _EPS_DEFAULT = 1e-8
+
+
+def _finite_float(value, name: str, positive: bool = False) -> float:
+    """``value`` as a float if it is a finite number >= 0 (> 0 if ``positive``), as Keras' own
+    regularizers check their strengths; else ValueError naming the argument."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {name}={value!r}")
+    return float(value)
 
 
 def _normalise(kernel, eps):
@@ -53,18 +65,22 @@ class RedundancyRegularizer(keras.regularizers.Regularizer):
     in O(in*out). See the module docstring for the derivation.
 
     Args:
-        weight: non-negative strength of the penalty.
-        eps: added to each row sum so that an all-zero row does not divide by zero.
+        weight: strength of the penalty, a finite float >= 0.
+        eps: added to each row sum so that an all-zero row does not divide by zero; a finite
+            float > 0.
+
+    The kernel must have rank 2 (a Dense kernel); the penalty has the kernel's dtype.
     """
 
     def __init__(self, weight=1e-4, eps=_EPS_DEFAULT):
-        if weight < 0:
-            raise ValueError(f"weight must be >= 0, got {weight}")
-        self.weight = float(weight)
-        self.eps = float(eps)
+        self.weight = _finite_float(weight, "weight")
+        self.eps = _finite_float(eps, "eps", positive=True)
 
     def __call__(self, x):
-        return self.weight * redundancy_penalty(x, self.eps)
+        if len(x.shape) != 2:
+            raise ValueError(f"RedundancyRegularizer applies to rank-2 (Dense) kernels, got a "
+                             f"kernel of shape {tuple(x.shape)}")
+        return ops.cast(self.weight, x.dtype) * redundancy_penalty(x, self.eps)
 
     def get_config(self):
         return {"weight": self.weight, "eps": self.eps}

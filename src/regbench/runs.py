@@ -15,9 +15,12 @@ import sys
 
 import pandas as pd
 
-COLUMNS = {"run_id": "run", "status": "status", "tags.regularizer": "regularizer",
-           "tags.seed": "seed", "metrics.test_accuracy": "test_accuracy",
-           "tags.mlflow.runName": "name"}
+from regbench import record
+
+COLUMNS = {"run_id": "run", "status": "status", f"tags.{record.TAG_REGULARIZER}": "regularizer",
+           f"tags.{record.TAG_SEED}": "seed",
+           f"metrics.{record.TEST_ACCURACY}": record.TEST_ACCURACY,
+           f"tags.{record.RUN_NAME_TAG}": "name"}
 
 
 def process_alive(pid: int) -> bool:
@@ -33,12 +36,13 @@ def process_alive(pid: int) -> bool:
 def stale_runs(runs: pd.DataFrame, host: str | None = None) -> pd.DataFrame:
     """RUNNING runs logged on ``host`` (default: this one) whose pid is no longer alive."""
     host = host or socket.gethostname()
-    running = runs[runs["status"] == "RUNNING"]
-    if running.empty or not {"tags.pid", "tags.host"} <= set(running.columns):
+    pid_column, host_column = f"tags.{record.TAG_PID}", f"tags.{record.TAG_HOST}"
+    running = runs[runs["status"] == record.RUNNING]
+    if running.empty or not {pid_column, host_column} <= set(running.columns):
         return running.iloc[0:0]
-    here = running[running["tags.host"] == host]
+    here = running[running[host_column] == host]
     dead = [not process_alive(int(pid)) if str(pid).isdigit() else False
-            for pid in here["tags.pid"]]
+            for pid in here[pid_column]]
     return here[dead]
 
 
@@ -81,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.mark_killed:
         client = MlflowClient()
         for run_id in runs["run_id"]:
-            client.set_tag(run_id, "killed_by", "regbench-runs --stale --mark-killed")
-            client.set_terminated(run_id, "KILLED")
+            client.set_tag(run_id, record.TAG_KILLED_BY, "regbench-runs --stale --mark-killed")
+            client.set_terminated(run_id, record.KILLED)
         print(f"marked {len(runs)} run(s) KILLED")
     return 0
 

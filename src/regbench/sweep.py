@@ -24,6 +24,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from regbench import record
+
 
 def job_threads(launcher: DictConfig) -> int | None:
     """TensorFlow threads per job so that parallel jobs share the cores without oversubscribing
@@ -45,16 +47,14 @@ def in_sweep() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def parent_run_id(experiment_id: str) -> str | None:
-    """The id of this job's sweep parent run (found by the sweep folder), or None."""
-    if not in_sweep():
-        return None
+def find_parent_run(experiment_id: str, sweep_dir: str) -> str | None:
+    """The id of the newest sweep parent run of ``sweep_dir`` in the experiment, or None."""
     import mlflow
-    from hydra.core.hydra_config import HydraConfig
 
-    folder = str(HydraConfig.get().sweep.dir).replace("'", "")
+    folder = sweep_dir.replace("'", "")
     parents = mlflow.MlflowClient().search_runs(
-        [experiment_id], f"tags.sweep = 'parent' and tags.sweep_dir = '{folder}'",
+        [experiment_id], f"tags.{record.TAG_SWEEP} = '{record.SWEEP_PARENT}' and "
+        f"tags.{record.TAG_SWEEP_DIR} = '{folder}'",
         order_by=["attributes.start_time DESC"], max_results=1)
     return parents[0].info.run_id if parents else None
 
@@ -63,17 +63,20 @@ class MlflowSweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         import mlflow
 
-        from regbench.tracking import git_commit, use_store
+        from regbench.store import use_store
+        from regbench.tracking import git_commit
 
         experiment_id = use_store(config.mlflow.tracking_uri, config.mlflow.experiment_name)
         overrides = list(config.hydra.overrides.task)
         client = mlflow.MlflowClient()
         parent = client.create_run(
             experiment_id, run_name=f"sweep-{config.hydra.job.name}",
-            tags={"sweep": "parent", "sweep_dir": str(config.hydra.sweep.dir).replace("'", ""),
-                  "git_commit": git_commit(),
-                  "launcher": str(config.hydra.launcher.get("_target_", ""))})
-        client.log_param(parent.info.run_id, "sweep.overrides", " ".join(overrides)[:6000])
+            tags={record.TAG_SWEEP: record.SWEEP_PARENT,
+                  record.TAG_SWEEP_DIR: str(config.hydra.sweep.dir).replace("'", ""),
+                  record.TAG_GIT_COMMIT: git_commit(),
+                  record.TAG_LAUNCHER: str(config.hydra.launcher.get("_target_", ""))})
+        client.log_param(parent.info.run_id, record.PARAM_SWEEP_OVERRIDES,
+                         " ".join(overrides)[:6000])
         self.run_id = parent.info.run_id
         print(f"sweep parent run {self.run_id}", file=sys.stderr)
 
@@ -83,13 +86,13 @@ class MlflowSweepCallback(Callback):
         client = mlflow.MlflowClient()
         parent = client.get_run(self.run_id)
         children = client.search_runs(
-            [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{self.run_id}'",
+            [parent.info.experiment_id], f"tags.{record.PARENT_TAG} = '{self.run_id}'",
             max_results=50_000)
         counts = {status: sum(c.info.status == status for c in children)
-                  for status in ("FINISHED", "FAILED", "KILLED", "RUNNING")}
+                  for status in record.STATUSES}
         for status, count in counts.items():
-            client.log_metric(self.run_id, f"children_{status.lower()}", count)
-        not_finished = len(children) - counts["FINISHED"]
-        client.set_terminated(self.run_id, "FINISHED" if not_finished == 0 else "FAILED")
-        print(f"sweep parent run {self.run_id}: {counts['FINISHED']} of {len(children)} "
+            client.log_metric(self.run_id, record.CHILDREN_METRICS[status], count)
+        not_finished = len(children) - counts[record.FINISHED]
+        client.set_terminated(self.run_id, record.FINISHED if not_finished == 0 else record.FAILED)
+        print(f"sweep parent run {self.run_id}: {counts[record.FINISHED]} of {len(children)} "
               f"children finished", file=sys.stderr)

@@ -1,0 +1,72 @@
+"""What every command-line tool of regbench shares: signals as Ctrl-C, a quiet TensorFlow
+start-up, and errors as one line with an exit code. Library code never uses this module."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+# TensorFlow's C++ start-up lines on a CPU-only machine. They are written by absl before its log
+# is initialised, so TF_CPP_MIN_LOG_LEVEL does not reach them (tried: TF_CPP_MIN_LOG_LEVEL=3,
+# ABSL_MIN_LOG_LEVEL, GLOG_minloglevel, CUDA_VISIBLE_DEVICES=-1 in TensorFlow 2.21).
+TENSORFLOW_STARTUP_LINES = (
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+    "I0000 ", "W0000 ", "E0000 ", "To enable the following instructions:",
+)
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
+    """Print ``error: <message>`` (one line) to stderr and exit with ``code``."""
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+@contextmanager
+def signals_as_interrupt() -> Iterator[None]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt inside the block, so that both unwind like
+    Ctrl-C (also in a process started in the background, where the shell leaves SIGINT
+    ignored); the previous handlers come back afterwards."""
+    previous = {signum: signal.signal(signum, _raise_interrupt)
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up lines (TENSORFLOW_STARTUP_LINES) left out of
+    stderr; anything else it prints is passed on. No-op once TensorFlow is imported.
+
+    Nothing cleaner silences them in TensorFlow 2.21: they are printed from C++ while the
+    library loads, so this captures file descriptor 2 for the duration of the import.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+            tensorflow.constant(0)  # the first op initialises the devices (and their logs)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode(errors="replace").splitlines(keepends=True):
+                if not line.startswith(TENSORFLOW_STARTUP_LINES):
+                    sys.stderr.write(line)

@@ -1,0 +1,120 @@
+"""The arms of a set of recorded runs, their summaries and their differences to a reference arm.
+
+Pure: takes the table ``regbench.query`` read and returns a ``Comparison``; no store, no output.
+An arm is a regularizer name with its strengths (``l2-0.0001``); each run is one seed of its
+arm. Each arm other than the reference is compared with it on the TESTED metrics with
+``regbench.stats``, and all those tests are one family for Holm's correction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from regbench import record, stats
+from regbench.query import CompareError, RecordedRuns
+
+SUMMARY_METRICS = (record.TEST_ACCURACY, record.TEST_DATA_LOSS, record.TEST_TOTAL_LOSS,
+                   "loss", "val_loss", record.TEST_ECE, record.TEST_BRIER,
+                   record.EPOCHS_TRAINED)
+TESTED = {record.TEST_ACCURACY: True, record.TEST_DATA_LOSS: False}  # higher is better?
+DEFAULT_MARGINS = {record.TEST_ACCURACY: 0.001, record.TEST_DATA_LOSS: 0.005}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    runs: pd.DataFrame          # one row per run: run_id, arm, seed, metrics.*
+    summary: pd.DataFrame       # one row per arm, the reference first
+    differences: dict[str, list[stats.Difference]]  # arm -> one Difference per TESTED metric
+    reference: str
+    identical: tuple[tuple[str, str, int], ...]  # (arm, earlier arm, seeds): same on every seed
+    warnings: tuple[str, ...]
+
+
+def by_seed(group: pd.DataFrame, metric: str) -> dict:
+    """seed -> value of ``metric`` for one arm's runs (keyed by run id when a seed repeats)."""
+    column = f"metrics.{metric}"
+    if column not in group:
+        return {}
+    values = group.dropna(subset=[column])
+    keys = values["seed"] if values["seed"].is_unique else values["run_id"]
+    return dict(zip(keys, values[column], strict=True))
+
+
+def resolve_reference(reference: str | None, arms: list[str]) -> str:
+    """The arm ``reference`` names: an arm label, or a regularizer name with exactly one arm
+    (the first arm when None)."""
+    if reference is None:
+        return arms[0]
+    if reference in arms:
+        return reference
+    named = [arm for arm in arms if arm.split("-")[0] == reference]
+    if len(named) == 1:
+        return named[0]
+    raise CompareError(f"reference arm '{reference}' is not one of the arms ({', '.join(arms)}); "
+                       "choose one with --reference")
+
+
+def identical_pairs(groups: dict[str, pd.DataFrame]) -> list[tuple[str, str, int]]:
+    """(arm, other, n) for each pair of arms with the same n >= 2 seeds whose TESTED metrics
+    are exactly equal on every seed: the arm's regularizer changed nothing. ``other`` is the
+    earlier of the two in ``groups``' order."""
+    pairs = []
+    arms = list(groups)
+    for index, arm in enumerate(arms):
+        for other in arms[:index]:
+            values = [(by_seed(groups[arm], m), by_seed(groups[other], m)) for m in TESTED]
+            if all(stats.is_paired(a, o) and a == o for a, o in values):
+                pairs.append((arm, other, len(values[0][0])))
+    return pairs
+
+
+def _warnings(recorded: RecordedRuns) -> list[str]:
+    runs = recorded.runs
+    notes = []
+    if recorded.left_out:
+        notes.append(f"{len(recorded.left_out)} run(s) without the param "
+                     f"{record.PARAM_REGULARIZER} are left out: "
+                     f"{', '.join(r[:8] for r in recorded.left_out)}")
+    for metric in SUMMARY_METRICS:
+        column = f"metrics.{metric}"
+        missing = runs if column not in runs else runs[runs[column].isna()]
+        if len(missing):
+            notes.append(f"{len(missing)} run(s) lack {metric} and are left out of that "
+                         f"column: {', '.join(missing['run_id'].str[:8])}")
+    return notes
+
+
+def _summary_row(arm: str, group: pd.DataFrame) -> dict:
+    row = {"arm": arm, "runs": len(group),
+           "seeds": " ".join(str(int(s)) for s in sorted(group["seed"].dropna()))}
+    for metric in SUMMARY_METRICS:
+        column = f"metrics.{metric}"
+        values = group[column].dropna() if column in group else pd.Series(dtype=float)
+        row[f"{metric}_mean"] = values.mean() if len(values) else np.nan
+        row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
+    return row
+
+
+def summarise(recorded: RecordedRuns, reference: str | None,
+              margins: dict[str, float] | None = None) -> Comparison:
+    """Each arm's mean and standard deviation, and its differences to ``reference`` on the
+    TESTED metrics, within ``margins`` (default DEFAULT_MARGINS), Holm-adjusted together."""
+    margins = {**DEFAULT_MARGINS, **(margins or {})}
+    runs = recorded.runs
+    arms = sorted(runs["arm"].unique())
+    reference_arm = resolve_reference(reference, arms)
+    order = [reference_arm, *[a for a in arms if a != reference_arm]]
+    groups = {arm: runs[runs["arm"] == arm] for arm in order}
+    summary = pd.DataFrame([_summary_row(arm, group) for arm, group in groups.items()])
+    raw = [(arm, stats.compare(metric, by_seed(groups[arm], metric),
+                               by_seed(groups[reference_arm], metric), higher, margins[metric]))
+           for arm in order[1:] for metric, higher in TESTED.items()]
+    adjusted = stats.adjust([difference for _, difference in raw])
+    differences: dict[str, list[stats.Difference]] = {arm: [] for arm in order[1:]}
+    for (arm, _), difference in zip(raw, adjusted, strict=True):
+        differences[arm].append(difference)
+    return Comparison(runs, summary, differences, reference_arm,
+                      tuple(identical_pairs(groups)), tuple(_warnings(recorded)))

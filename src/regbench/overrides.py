@@ -1,0 +1,95 @@
+"""A command line's overrides checked before Hydra runs anything: every job it would run is
+composed and validated, and any failure becomes one line (``ConfigError``).
+
+Sweeps are expanded as Hydra's basic sweeper expands them (the cartesian product of every
+discrete sweep, a later override of a key replacing an earlier one), through the public override
+parser; ``interval(...)`` sweeps, which only a search plugin can sample, are checked by the job.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from regbench.paths import CONF_DIR
+from regbench.schema import config_groups, group_options
+from regbench.validation import ConfigError, require, validate
+
+HYDRA_INFO_FLAGS = {"-h", "--help", "--hydra-help", "-i", "--info", "-c", "--cfg",
+                    "-sc", "--shell-completion"}
+
+
+def _one_line(error: Exception) -> str:
+    """Hydra's message folded to one line, with the first line of its cause (the reason)."""
+    message = " ".join(str(error).split())
+    cause = error.__cause__
+    return f"{message}: {str(cause).splitlines()[0]}" if cause and str(cause) else message
+
+
+def _check_group_choices(parsed) -> None:
+    groups = config_groups()
+    for override in parsed:
+        group = override.key_or_group.lstrip("+~")
+        if group not in groups or override.value() is None:
+            continue
+        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [
+            override.get_value_element_as_str()]
+        options = group_options(group)
+        for value in values:
+            require(value in options, group, value, f"unknown option; allowed are "
+                    f"{', '.join(options)}")
+
+
+def expand_jobs(parsed) -> list[list[str]]:
+    """The override list of each job a multirun of ``parsed`` overrides runs."""
+    by_key: dict[str, list[str]] = {}
+    for override in parsed:
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            by_key[key] = [f"{key}={override.get_value_element_as_str()}"]
+        elif override.is_discrete_sweep():
+            by_key[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:
+            by_key.pop(key, None)  # an interval: sampled by a search plugin, checked by the job
+    return [list(job) for job in itertools.product(*by_key.values())]
+
+
+def check_output_dir(path: str, key: str) -> None:
+    """Raise ConfigError unless folder ``path`` exists or can be created (no side effects)."""
+    folder = Path(path).absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{key}={path}: cannot be created, {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={path}: cannot be created, {existing} is not writable")
+
+
+def check_overrides(arguments: list[str]) -> None:
+    """Compose and validate every job that ``python -m regbench.train ARGUMENTS`` would run.
+
+    Raises ConfigError with one line for an unknown group option, an unknown key, a value of the
+    wrong type or out of range, or an output folder that cannot be created. Hydra's own flags
+    are left to Hydra.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    multirun = "-m" in arguments or "--multirun" in arguments
+    overrides = [a for a in arguments if "=" in a and not a.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as error:
+        raise ConfigError(_one_line(error)) from None
+    _check_group_choices(parsed)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for job in expand_jobs(parsed):
+            try:
+                cfg = compose(config_name="config", overrides=job, return_hydra_config=True)
+            except Exception as error:
+                raise ConfigError(_one_line(error)) from None
+            validate(cfg)
+        key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+        check_output_dir(OmegaConf.select(cfg, key), key)

@@ -1,0 +1,87 @@
+"""The run-record contract: every name a regbench run writes to MLflow, and the arm label.
+
+This is the one home of these names; training writes them, and compare, runs, bench and the
+tests read them from here. No MLflow, Hydra or TensorFlow import: any tool can use it cheaply.
+
+A training run records (docs/architecture.md, "The run record"):
+
+* params: the resolved config flattened with dotted keys (``regularizer.name``, ``seed``, ...),
+  plus the optimizer's config that MLflow's Keras callback adds, each key prefixed
+  ``OPTIMIZER_PARAM_PREFIX``;
+* tags: ``RUN_TAGS`` (plus MLflow's own ``mlflow.*`` tags, and ``PARENT_TAG`` in a sweep);
+* per-epoch metrics, step = epoch from 0: ``EPOCH_METRICS``;
+* final metrics, once: ``FINAL_METRICS``;
+* artifacts: ``ARTIFACTS`` (the ``PLOTS`` under ``PLOTS_DIR``), and the MLflow model named
+  ``MODEL_ARTIFACT``, a logged model of the run that ``runs:/<run id>/model`` resolves to;
+* status: one of ``STATUSES``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+# statuses (MLflow's RunStatus names)
+FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
+STATUSES = (FINISHED, FAILED, KILLED, RUNNING)
+
+# params read back by name (all params are the flattened config)
+PARAM_REGULARIZER = "regularizer.name"
+PARAM_SEED = "seed"
+PARAM_MODEL = "model.name"
+OPTIMIZER_PARAM_PREFIX = "optimizer_"
+
+# tags of a training run
+TAG_REGULARIZER, TAG_MODEL, TAG_DATA, TAG_SEED = "regularizer", "model", "data", "seed"
+TAG_GIT_COMMIT, TAG_DATA_SHA256, TAG_ARM = "git_commit", "data_sha256", "arm"
+TAG_HOST, TAG_PID = "host", "pid"
+RUN_TAGS = (TAG_REGULARIZER, TAG_MODEL, TAG_DATA, TAG_SEED, TAG_GIT_COMMIT, TAG_DATA_SHA256,
+            TAG_ARM, TAG_HOST, TAG_PID)
+TAG_ERROR_TYPE, TAG_ERROR_MESSAGE = "error_type", "error_message"  # FAILED runs
+TAG_FAILURE, FAILURE_NAN_LOSS = "failure", "nan_loss"  # a diverged run
+TAG_KILLED_BY = "killed_by"  # closed by ``regbench-runs --stale --mark-killed``
+PARENT_TAG = "mlflow.parentRunId"
+RUN_NAME_TAG = "mlflow.runName"
+
+# sweeps: the parent run of a multirun
+TAG_SWEEP, SWEEP_PARENT, TAG_SWEEP_DIR, TAG_LAUNCHER = "sweep", "parent", "sweep_dir", "launcher"
+PARAM_SWEEP_OVERRIDES = "sweep.overrides"
+CHILDREN_METRICS = {status: f"children_{status.lower()}" for status in STATUSES}
+
+# metrics
+MONITORED = ("val_accuracy", "val_loss", "val_data_loss")  # allowed ``trainer.monitor`` values
+EPOCH_METRICS = ("loss", "accuracy", "data_loss", "penalty", "val_loss", "val_accuracy",
+                 "val_data_loss", "val_penalty", "learning_rate", "epoch_seconds")
+CURVE_METRICS = ("loss", "val_loss", "data_loss", "val_data_loss", "accuracy", "val_accuracy")
+TEST_ACCURACY, TEST_DATA_LOSS = "test_accuracy", "test_data_loss"
+TEST_TOTAL_LOSS, TEST_PENALTY = "test_total_loss", "test_penalty"
+TEST_ECE, TEST_BRIER = "test_ece", "test_brier"
+BEST_EPOCH, EPOCHS_TRAINED, TRAIN_SECONDS = "best_epoch", "epochs_trained", "train_seconds"
+FINAL_METRICS = (TEST_ACCURACY, TEST_DATA_LOSS, TEST_TOTAL_LOSS, TEST_PENALTY, TEST_ECE,
+                 TEST_BRIER, BEST_EPOCH, EPOCHS_TRAINED, TRAIN_SECONDS)
+
+# artifacts
+CONFIG_ARTIFACT = "config.yaml"
+RELIABILITY_ARTIFACT = "reliability.json"
+PLOTS_DIR = "plots"
+PLOTS = ("learning_curves.png", "reliability.png")
+MODEL_SUMMARY_ARTIFACT = "model_summary.txt"  # written by MLflow's Keras callback
+ARTIFACTS = (CONFIG_ARTIFACT, RELIABILITY_ARTIFACT, PLOTS_DIR, MODEL_SUMMARY_ARTIFACT)
+MODEL_ARTIFACT = "model"
+
+# the regularizer keys that set a strength, in the order the arm label lists them
+STRENGTH_KEYS = ("weight", "l1", "l2")
+
+
+def arm_label(regularizer: Mapping[str, Any]) -> str:
+    """The arm a regularizer belongs to: its name and strengths, e.g. ``custom-0.0001``,
+    ``l1_l2-0.001-0.001``, ``none``. Works on a config node or on a run's string params
+    (``{"name": "l2", "weight": "0.0001"}``); a missing or ``None`` strength is left out."""
+    strengths = [f"{float(regularizer[key]):g}" for key in STRENGTH_KEYS
+                 if regularizer.get(key) not in (None, "None")]
+    return "-".join([str(regularizer["name"]), *strengths])
+
+
+def run_name(arm: str, model: str, data: str, seed: int) -> str:
+    """``<arm>-<model>-<data>-s<seed>``, e.g. ``custom-0.0001-mlp_bn-mnist-s0``."""
+    return f"{arm}-{model}-{data}-s{seed}"

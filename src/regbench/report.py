@@ -1,0 +1,170 @@
+"""A Comparison as a report: Markdown (tables and a sentence per verdict), CSV and plots.
+
+Pure output: the comparison and the runs' artifacts come in, files come out; nothing here reads
+a store or changes its inputs, and the text does not depend on the order of the calls.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from regbench import record, stats
+from regbench.comparison import SUMMARY_METRICS, TESTED, Comparison, by_seed
+from regbench.query import RunArtifacts
+
+HEADERS = {
+    record.TEST_ACCURACY: "test accuracy",
+    record.TEST_DATA_LOSS: "test data loss",
+    record.TEST_TOTAL_LOSS: "test total loss",
+    "loss": "final train loss",
+    "val_loss": "final val loss",
+    record.TEST_ECE: "ECE",
+    record.TEST_BRIER: "Brier",
+    record.EPOCHS_TRAINED: "epochs",
+}
+REPORT_FILES = ("comparison.md", "comparison.csv", "compared_run_ids.txt")
+PLOT_FILES = ("learning_curves.png", "test_accuracy_per_seed.png", "reliability.png")
+DIFFERENCE_FIELDS = ("paired", "identical", "estimate", "low", "high", "p_value", "p_sign_flip",
+                     "p_adjusted", "p_tost", "p_tost_adjusted", "margin", "bootstrap_low",
+                     "bootstrap_high", "prob_improvement", "prob_improvement_low",
+                     "prob_improvement_high", "seeds_needed", "verdict")
+
+
+def _cell(mean: float, std: float, digits: int = 4) -> str:
+    if np.isnan(mean):
+        return "–"
+    return f"{mean:.{digits}f}" if np.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _p(value: float) -> str:
+    return "–" if np.isnan(value) else f"{value:.3g}"
+
+
+def _interval(low: float, high: float) -> str:
+    return "–" if np.isnan(low) else f"[{low:+.4f}, {high:+.4f}]"
+
+
+def summary_table(comparison: Comparison) -> list[str]:
+    header = ["arm", "runs", "seeds", *(HEADERS[m] for m in SUMMARY_METRICS)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, row in comparison.summary.iterrows():
+        cells = [row["arm"], str(row["runs"]), row["seeds"]]
+        for metric in SUMMARY_METRICS:
+            digits = 1 if metric == record.EPOCHS_TRAINED else 4
+            cells.append(_cell(row[f"{metric}_mean"], row[f"{metric}_std"], digits))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def differences_table(comparison: Comparison) -> list[str]:
+    header = ["arm", "metric", "pairing", "n", "difference", "95% CI", "p", "p sign-flip",
+              "p Holm", "TOST p Holm (margin)", "P(improvement) [95% CI]", "BCa 95% CI (n>=10)",
+              "verdict"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for arm, diffs in comparison.differences.items():
+        for d in diffs:
+            pairing = "identical" if d.identical else ("paired" if d.paired else "unpaired")
+            improvement = ("–" if np.isnan(d.prob_improvement) else
+                           f"{d.prob_improvement:.2f} [{d.prob_improvement_low:.2f}, "
+                           f"{d.prob_improvement_high:.2f}]")
+            cells = [arm, HEADERS[d.metric], pairing, f"{d.n_arm}/{d.n_reference}",
+                     f"{d.estimate:+.4f}", _interval(d.low, d.high), _p(d.p_value),
+                     _p(d.p_sign_flip), _p(d.p_adjusted),
+                     f"{_p(d.p_tost_adjusted)} (±{d.margin:g})", improvement,
+                     _interval(d.bootstrap_low, d.bootstrap_high), d.verdict]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def verdict_sentence(d: stats.Difference) -> str:
+    """One metric's verdict in words, with the numbers it rests on."""
+    name = HEADERS[d.metric]
+    if d.verdict == stats.CANNOT_JUDGE:
+        return (f"{name} cannot be judged (needs at least 2 runs per arm; difference "
+                f"{d.estimate:+.4f})")
+    if d.identical:
+        return f"{name} identical on every seed"
+    numbers = f"{d.estimate:+.4f} {_interval(d.low, d.high)}, p Holm {_p(d.p_adjusted)}"
+    if d.verdict == stats.EQUIVALENT:
+        return (f"{name} equivalent within ±{d.margin:g} ({numbers}, "
+                f"TOST p Holm {_p(d.p_tost_adjusted)})")
+    if d.verdict == stats.INCONCLUSIVE:
+        needed = (f"about {d.seeds_needed} seeds per arm would detect a difference of "
+                  f"±{d.margin:g} with 80% power" if d.seeds_needed else
+                  "no seed count in reach would settle it at this spread")
+        return f"{name} inconclusive ({numbers}): {needed}"
+    return f"{name} {d.verdict} ({numbers})"
+
+
+def verdict_lines(comparison: Comparison) -> list[str]:
+    """One line per arm against the reference, then one per pair of identical arms."""
+    lines = [f"{arm} vs {comparison.reference}: " + "; ".join(map(verdict_sentence, diffs))
+             for arm, diffs in comparison.differences.items()]
+    lines += [f"{arm} is identical to {other} on all {n} seeds: at this strength the "
+              "regularizer had no effect" for arm, other, n in comparison.identical]
+    return lines
+
+
+def markdown(comparison: Comparison, artifacts: RunArtifacts | None = None) -> str:
+    """The whole report as Markdown; ``artifacts`` adds its warnings."""
+    tests = sum(d.tested for diffs in comparison.differences.values() for d in diffs)
+    lines = [*summary_table(comparison), "",
+             f"Differences against the reference arm **{comparison.reference}** (arm minus "
+             "reference over seeds: paired by seed when both arms have the same seeds, with the "
+             "t-interval of the differences, the paired t-test and the exact sign-flip p; "
+             "otherwise Welch's test and interval. p Holm: adjusted over the "
+             f"{tests} tests of this report. Equivalence: TOST within ±margin):", "",
+             *differences_table(comparison), ""]
+    lines += [f"- {line}" for line in verdict_lines(comparison)]
+    warnings = [*comparison.warnings, *(artifacts.warnings if artifacts else [])]
+    lines += [f"- warning: {w}" for w in warnings]
+    return "\n".join(lines) + "\n"
+
+
+def csv_frame(comparison: Comparison) -> pd.DataFrame:
+    """The summary, one row per arm, with each TESTED metric's difference fields as columns."""
+    frame = comparison.summary.copy()
+    for index, metric in enumerate(TESTED):
+        for field in DIFFERENCE_FIELDS:
+            frame[f"diff_{metric}_{field}"] = [
+                getattr(comparison.differences[arm][index], field)
+                if arm in comparison.differences else None for arm in frame["arm"]]
+    return frame
+
+
+def write_plots(comparison: Comparison, artifacts: RunArtifacts, folder: Path) -> list[Path]:
+    """Learning curves (mean over seeds, min-max band), test accuracy per seed, and the arms'
+    pooled reliability diagrams (of the runs that have bins)."""
+    from regbench.metrics import ReliabilityBins
+    from regbench.plots import pad_runs, plot_learning_curves, plot_per_seed, plot_reliability
+
+    curves, bins, per_seed = {}, {}, {}
+    for arm in comparison.summary["arm"]:
+        group = comparison.runs[comparison.runs["arm"] == arm]
+        arm_curves = [artifacts.curves[run_id] for run_id in group["run_id"]]
+        curves[arm] = {metric: pad_runs(series) for metric in record.CURVE_METRICS
+                       if (series := [c[metric] for c in arm_curves if metric in c])}
+        parts = [artifacts.reliability[r] for r in group["run_id"]
+                 if artifacts.reliability[r] is not None]
+        if parts:
+            bins[arm] = ReliabilityBins.pooled(parts)
+        per_seed[arm] = by_seed(group, record.TEST_ACCURACY)
+    learning, per_seed_file, reliability = PLOT_FILES
+    paths = [plot_learning_curves(curves, folder / learning),
+             plot_per_seed(per_seed, record.TEST_ACCURACY, folder / per_seed_file)]
+    if bins:
+        paths.append(plot_reliability(bins, folder / reliability))
+    return paths
+
+
+def write_report(comparison: Comparison, artifacts: RunArtifacts, folder: Path) -> list[Path]:
+    """comparison.md, comparison.csv, compared_run_ids.txt and the plots in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text, table, ids = (folder / name for name in REPORT_FILES)
+    text.write_text(markdown(comparison, artifacts))
+    csv_frame(comparison).to_csv(table, index=False)
+    ids.write_text("\n".join(comparison.runs["run_id"]) + "\n")
+    return [text, table, ids, *write_plots(comparison, artifacts, folder)]

@@ -1,0 +1,152 @@
+"""``train_and_evaluate(cfg)``: one run trained, tested once and recorded in MLflow.
+
+A library function, callable from the command line (``regbench.train``), a test, a notebook or
+another driver alike: it takes everything it needs as arguments and reads no Hydra state,
+installs no signal handler and never exits the process. The order is the contract: validate the
+config, load the data, build the model (nothing so far creates a run, so bad input leaves no
+trace), then open the run, fit, evaluate on test once, and log metrics, plots and the model.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from regbench import record
+from regbench.validation import validate
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or infinite and TerminateOnNaN stopped training."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one run recorded: its id and name, its arm, its final metrics (``record`` names)
+    and the best value of ``trainer.monitor`` (what a hyperparameter sweeper optimises)."""
+
+    run_id: str
+    run_name: str
+    arm: str
+    metrics: dict[str, float]
+    best_monitored: float
+
+
+def _verbosity(value: str):
+    return value if value == "auto" else int(value)
+
+
+def configure_tensorflow(seed: int, deterministic: bool, threads: int | None) -> None:
+    """Seed Python, NumPy and TensorFlow; optionally op determinism and a thread count. The
+    thread count is process-wide and fixed by TensorFlow's first op: a process that already ran
+    TensorFlow (a reused worker of a parallel launcher) keeps what its first job set."""
+    import keras
+    import tensorflow as tf
+
+    if threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:
+            pass
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def _final_metrics(model, splits, history: dict, early_stop, seconds: float):
+    """The contract's FINAL_METRICS of a fitted model (one pass over test), and its test
+    predictions."""
+    from regbench.metrics import brier_score, expected_calibration_error
+
+    test = model.evaluate(splits.x_test, splits.y_test, batch_size=1024, verbose=0,
+                          return_dict=True)
+    probs = model.predict(splits.x_test, batch_size=1024, verbose=0)
+    metrics = {
+        record.TEST_ACCURACY: test["accuracy"],
+        record.TEST_DATA_LOSS: test["data_loss"],
+        record.TEST_TOTAL_LOSS: test["loss"],
+        record.TEST_PENALTY: test["penalty"],
+        record.TEST_ECE: expected_calibration_error(probs, splits.y_test),
+        record.TEST_BRIER: brier_score(probs, splits.y_test),
+        record.BEST_EPOCH: early_stop.best_epoch + 1,
+        record.EPOCHS_TRAINED: len(history["loss"]),
+        record.TRAIN_SECONDS: seconds,
+    }
+    return {key: float(value) for key, value in metrics.items()}, probs
+
+
+def _log_plots(history: dict[str, list[float]], arm: str, probs, labels) -> None:
+    import mlflow
+    import numpy as np
+
+    from regbench.metrics import reliability_bins
+    from regbench.plots import plot_learning_curves, plot_reliability
+
+    bins = reliability_bins(probs, labels)
+    mlflow.log_dict(bins.to_dict(), record.RELIABILITY_ARTIFACT)
+    learning_curves, reliability = record.PLOTS
+    with tempfile.TemporaryDirectory() as folder:
+        curves = {arm: {key: np.array([values]) for key, values in history.items()}}
+        plot_learning_curves(curves, Path(folder) / learning_curves)
+        plot_reliability({arm: bins}, Path(folder) / reliability)
+        mlflow.log_artifacts(folder, artifact_path=record.PLOTS_DIR)
+
+
+def train_and_evaluate(cfg: DictConfig, parent_run_id: str | None = None,
+                       threads: int | None = None) -> RunResult:
+    """Train, test and record one run of the composed config ``cfg``; return its RunResult.
+
+    ``parent_run_id`` nests the run under a sweep's parent run; ``threads`` is TensorFlow's
+    thread count when ``trainer.threads`` is null (None: TensorFlow's default). Raises
+    ConfigError, DataError or StoreError before any run exists; once the run exists, any
+    exception (TrainingDiverged for a NaN loss) or KeyboardInterrupt closes it FAILED or KILLED
+    and propagates.
+    """
+    validate(cfg)
+    import mlflow
+    import numpy as np
+    from hydra.utils import instantiate
+
+    from regbench import data, store, tracking
+    from regbench.callbacks import EpochMetricsCallback, training_callbacks
+    from regbench.models import build_mlp, compile_classifier, inference_copy
+
+    splits = data.load(cfg.data, split_seed=cfg.data.split_seed)
+    experiment_id = store.use_store(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
+    configure_tensorflow(cfg.seed, cfg.trainer.deterministic, cfg.trainer.threads or threads)
+    arm = record.arm_label(cfg.regularizer)
+    model = compile_classifier(
+        build_mlp(cfg.model, lambda: instantiate(cfg.regularizer.kernel)), cfg.trainer)
+    verbose = _verbosity(cfg.trainer.verbose)
+    callbacks, early_stop = training_callbacks(cfg.trainer, verbose,
+                                               logger=EpochMetricsCallback())
+    tags = {record.TAG_REGULARIZER: cfg.regularizer.name, record.TAG_MODEL: cfg.model.name,
+            record.TAG_DATA: cfg.data.name, record.TAG_SEED: str(cfg.seed),
+            record.TAG_GIT_COMMIT: tracking.git_commit(), record.TAG_DATA_SHA256: splits.sha256,
+            record.TAG_ARM: arm, **({record.PARENT_TAG: parent_run_id} if parent_run_id else {})}
+    name = record.run_name(arm, cfg.model.name, cfg.data.name, cfg.seed)
+
+    with tracking.recorded_run(experiment_id, name, tags) as run:
+        mlflow.log_params(tracking.flatten(OmegaConf.to_container(cfg, resolve=True)))
+        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), record.CONFIG_ARTIFACT)
+        started = time.perf_counter()
+        history = model.fit(
+            splits.x_train, splits.y_train, batch_size=cfg.trainer.batch_size,
+            epochs=cfg.trainer.epochs, validation_data=(splits.x_val, splits.y_val),
+            callbacks=callbacks, verbose=verbose).history
+        seconds = time.perf_counter() - started
+        if not np.all(np.isfinite(history["loss"])):
+            mlflow.set_tag(record.TAG_FAILURE, record.FAILURE_NAN_LOSS)
+            raise TrainingDiverged(
+                f"loss became {history['loss'][-1]} in epoch {len(history['loss'])}; "
+                "TerminateOnNaN stopped training")
+        metrics, probs = _final_metrics(model, splits, history, early_stop, seconds)
+        mlflow.log_metrics(metrics)
+        _log_plots(history, arm, probs, splits.y_test)
+        tracking.log_keras_model(inference_copy(model), splits.x_test[:5])
+    return RunResult(run.info.run_id, name, arm, metrics, float(early_stop.best))

@@ -1,0 +1,97 @@
+"""What several test modules share: throwaway SQLite stores, subprocess runs of regbench's
+commands, free loopback ports, servers that come up, and tools CI must have."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+QUIET_TENSORFLOW = {"TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def sqlite_uri(folder: Path) -> str:
+    return f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"
+
+
+def run_module(module: str, *args: str, cwd: Path, env: dict | None = None,
+               timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m module args`` in ``cwd``; stdout and stderr captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
+        timeout=timeout, env={**os.environ, **QUIET_TENSORFLOW, **(env or {})},
+    )
+
+
+def train(store: Path, *overrides: str, experiment: str = "regbench",
+          tracking_uri: str | None = None) -> subprocess.CompletedProcess:
+    """One ``python -m regbench.train`` into the SQLite store under ``store``; ``overrides``
+    come last, so they win over the store's defaults."""
+    return run_module(
+        "regbench.train", f"mlflow.tracking_uri={tracking_uri or sqlite_uri(store)}",
+        f"mlflow.experiment_name={experiment}", f"hydra.run.dir={store / 'outputs'}", *overrides,
+        cwd=store,
+    )
+
+
+def runs(store: Path, experiment: str = "regbench"):
+    """All runs of ``experiment`` in the store under ``store`` (a pandas DataFrame)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(sqlite_uri(store))
+    return mlflow.search_runs(experiment_names=[experiment])
+
+
+def compose(*overrides: str, hydra: bool = False):
+    """The config ``python -m regbench.train OVERRIDES`` would run (with Hydra's node if
+    ``hydra``)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from regbench.paths import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides),
+                             return_hydra_config=hydra)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited: {process.stderr.read()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not come up")
+
+
+def api(base: str, path: str, body: dict | None = None) -> dict:
+    request = urllib.request.Request(
+        base + path, data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+def require_tool(present: bool, tool: str) -> None:
+    """Skip the test when a Debian tool is missing here, but fail in CI, which installs it."""
+    if not present:
+        if os.environ.get("CI"):
+            pytest.fail(f"{tool} is missing: .ci/run installs it with apt-get")
+        pytest.skip(f"{tool} is not installed (apt-get install {tool})")
