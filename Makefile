@@ -15,9 +15,14 @@ port ?= 5000
 pg_port ?= 54329
 TRACKING_URI = $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlruns/mlflow.db)
 STUDY_EXPERIMENT := l2-vs-custom
+EXERCISE_EXPERIMENT := l1-l2-exercise
+EXERCISE_TARGETS := --target 'val_accuracy>=0.85' --target 'accuracy<0.92'
+# a make variable as one shell word: 'value', with any ' inside written '\''
+quote = '$(subst ','\'',$(1))'
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data test test-fast lint train sweep compare study bench server runs ui serve predict clean
+.PHONY: help setup data test test-fast lint train sweep compare study exercise bench server runs ui \
+	serve predict clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -58,6 +63,14 @@ study: $(STAMP) $(MNIST) ## regularizer none,l2,custom x $(seeds) seeds on MNIST
 		mlflow.experiment_name=$(STUDY_EXPERIMENT) $(HYDRA_OVERRIDES)
 	$(PYTHON) -m regbench.compare --experiment $(STUDY_EXPERIMENT) $(ARGS)
 
+exercise: $(STAMP) $(MNIST) ## the L1/L2 exercise: l1_l2 at 1e-3 each, L1 alone and L2 alone at 1e-3, its targets
+	$(PYTHON) -m regbench.train -m experiment=l1_l2_exercise \
+		mlflow.experiment_name=$(EXERCISE_EXPERIMENT) $(HYDRA_OVERRIDES)
+	$(PYTHON) -m regbench.train -m experiment=l1_l2_exercise regularizer=l1,l2 \
+		regularizer.weight=1e-3 mlflow.experiment_name=$(EXERCISE_EXPERIMENT) $(HYDRA_OVERRIDES)
+	$(PYTHON) -m regbench.compare --experiment $(EXERCISE_EXPERIMENT) --reference l1_l2 \
+		$(EXERCISE_TARGETS) --out reports/$(EXERCISE_EXPERIMENT) $(ARGS)
+
 bench: $(STAMP) $(MNIST) ## the benchmark, written to bench/RESULTS.md (quick=1: synthetic, ~2 min)
 	$(PYTHON) bench/run.py $(if $(quick),--quick) $(ARGS)
 
@@ -72,11 +85,11 @@ ui: $(STAMP) ## the MLflow UI over the same store on http://127.0.0.1:$(port)
 
 serve: $(STAMP) ## serve run=<id>'s model on http://127.0.0.1:$(port)/invocations
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MLFLOW_TRACKING_URI='$(TRACKING_URI)' \
-		mlflow models serve -m runs:/$(run)/model \
+		mlflow models serve -m $(call quote,runs:/$(run)/model) \
 		--env-manager local --host 127.0.0.1 --port $(port)
 
 predict: $(STAMP) ## classify image=<png> with run=<id>'s model
-	$(PYTHON) -m regbench.predict $(run) $(image)
+	$(PYTHON) -m regbench.predict $(call quote,$(run)) $(call quote,$(image))
 
 clean: ## remove the environment, caches and Hydra outputs (keeps data/ and mlruns/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache outputs multirun src/*.egg-info

@@ -203,21 +203,22 @@ def fill_store(store: Path, runs: int, epochs: int) -> str:
     experiment_id = client.create_experiment("regbench",
                                              artifact_location=(store / "art").as_uri())
     rng = np.random.default_rng(0)
-    arms = [("l2", "0.0001"), ("custom", "0.0001"), ("none", None)]
+    arms = [("l2", [1e-4]), ("custom", [1e-4]), ("none", [])]
     now = int(time.time() * 1000)
     for index in range(runs):
-        name, weight = arms[index % 3]
+        name, strengths = arms[index % 3]
         run_id = client.create_run(experiment_id).info.run_id
         params = [Param(record.PARAM_REGULARIZER, name),
                   Param(record.PARAM_SEED, str(index // 3))]
-        if weight:
-            params.append(Param("regularizer.weight", weight))
+        if strengths:
+            params.append(Param("regularizer.weight", str(strengths[0])))
         metrics = [Metric(key, float(rng.uniform()), now, step)
                    for step in range(epochs)
                    for key in record.CURVE_METRICS]
         metrics += [Metric(key, float(rng.uniform()), now, 0) for key in record.FINAL_METRICS]
         client.log_batch(run_id, metrics=metrics, params=params,
-                         tags=[RunTag(record.TAG_REGULARIZER, name)])
+                         tags=[RunTag(record.TAG_REGULARIZER, name),
+                               RunTag(record.TAG_ARM, record.arm_label(name, strengths))])
         client.set_terminated(run_id)
     return uri
 

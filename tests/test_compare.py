@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from helpers import run_module, sqlite_uri
 from regbench import compare, query, record, report, stats
-from regbench.comparison import summarise
+from regbench.comparison import Target, summarise
 from regbench.metrics import reliability_bins
 
 SEEDS = [0, 1, 2, 3, 4]
@@ -23,7 +23,7 @@ ARMS = {  # arm -> (regularizer params, seeds, test accuracy, test data loss)
     # no difference: the same values shuffled across seeds
     "none": ({"name": "none"}, SEEDS, L2_ACC[[2, 0, 4, 1, 3]], L2_LOSS[[3, 4, 0, 2, 1]]),
     # within the margins: +-0.0002 accuracy and +-0.0004 data loss around no difference
-    "l1_l2-0.0001-0.0001": ({"name": "l1_l2", "l1": "0.0001", "l2": "0.0001"}, SEEDS,
+    "l1_l2-0.0002-0.5": ({"name": "l1_l2", "weight": "0.0002", "l1_ratio": "0.5"}, SEEDS,
                             L2_ACC + np.array([2, -2, 1, -1, 0]) * 1e-4,
                             L2_LOSS + np.array([-4, 4, 2, -2, 0]) * 1e-4),
     # bit-for-bit the reference: a regularizer that changed nothing
@@ -33,9 +33,10 @@ ARMS = {  # arm -> (regularizer params, seeds, test accuracy, test data loss)
 }
 
 
-def record_run(experiment_id, params, seed, accuracy, data_loss, with_reliability=True):
+def record_run(experiment_id, arm, params, seed, accuracy, data_loss, with_reliability=True):
     client = MlflowClient()
-    run = client.create_run(experiment_id, tags={"mlflow.runName": f"{params['name']}-{seed}"})
+    run = client.create_run(experiment_id, tags={"mlflow.runName": f"{arm}-{seed}",
+                                                 record.TAG_ARM: arm})
     for key, value in params.items():
         client.log_param(run.info.run_id, f"regularizer.{key}", value)
     client.log_param(run.info.run_id, "seed", seed)
@@ -61,9 +62,9 @@ def store(tmp_path_factory):
     mlflow.set_tracking_uri(sqlite_uri(folder))
     experiment_id = mlflow.create_experiment("regbench",
                                              artifact_location=(folder / "art").as_uri())
-    for params, seeds, accuracy, data_loss in ARMS.values():
+    for arm, (params, seeds, accuracy, data_loss) in ARMS.items():
         for seed, acc, loss in zip(seeds, accuracy, data_loss, strict=True):
-            record_run(experiment_id, params, seed, acc, loss)
+            record_run(experiment_id, arm, params, seed, acc, loss)
     failed = MlflowClient().create_run(experiment_id)
     MlflowClient().set_terminated(failed.info.run_id, "FAILED")  # never compared
     return folder
@@ -78,7 +79,7 @@ def comparison(store):
 def test_the_table_has_the_means_stds_and_counts_computed_here(comparison):
     summary = comparison.summary.set_index("arm")
     assert list(summary.index) == ["l2-0.0001", "custom-0.0001", "l1-0.001",
-                                   "l1_l2-0.0001-0.0001", "none", "orthogonal-0.0001"]
+                                   "l1_l2-0.0002-0.5", "none", "orthogonal-0.0001"]
     for arm, (_, seeds, accuracy, data_loss) in ARMS.items():
         row = summary.loc[arm]
         assert row["runs"] == len(seeds)
@@ -107,7 +108,7 @@ def test_no_difference_is_never_called_a_difference(comparison):
 
 
 def test_a_difference_within_the_margins_is_equivalent(comparison):
-    accuracy, data_loss = comparison.differences["l1_l2-0.0001-0.0001"]
+    accuracy, data_loss = comparison.differences["l1_l2-0.0002-0.5"]
     assert accuracy.verdict == data_loss.verdict == "equivalent"
     assert accuracy.p_tost_adjusted < 0.05 and accuracy.p_adjusted > 0.05
 
@@ -131,6 +132,22 @@ def test_a_single_run_cannot_be_judged(comparison):
     accuracy, _ = comparison.differences["l1-0.001"]
     assert accuracy.verdict == stats.CANNOT_JUDGE
     assert accuracy.estimate == pytest.approx(0.95 - np.mean(L2_ACC))
+
+
+def test_targets_are_reported_per_arm(store):
+    mlflow.set_tracking_uri(sqlite_uri(store))
+    targets = (Target.parse("val_accuracy>=0.3"), Target.parse("test_accuracy<0.975"))
+    result = summarise(query.fetch_runs("regbench", None), "l2", targets=targets)
+    by_arm = {(t.arm, str(t.target)): t for t in result.targets}
+    assert (by_arm["none", "val_accuracy >= 0.3"].met, by_arm["none", "val_accuracy >= 0.3"].runs
+            ) == (5, 5)  # the final (last epoch's) value, 1/3
+    custom = by_arm["custom-0.0001", "test_accuracy < 0.975"]
+    assert (custom.met, custom.runs) == (0, 5)
+    assert custom.mean == pytest.approx(np.mean(ARMS["custom-0.0001"][2]))
+    assert "| custom-0.0001 | test_accuracy < 0.975 | 0.9810 | 0 of 5 |" in report.markdown(result)
+    for bad in ("accuracy=0.5", "val_acc>=0.5", "val_accuracy>=high"):
+        with pytest.raises(ValueError, match="--target"):
+            Target.parse(bad)
 
 
 def test_margins_come_from_the_command_line():
@@ -195,21 +212,23 @@ def test_runs_with_missing_metrics_are_named_not_fatal(tmp_path):
     experiment_id = mlflow.create_experiment("regbench",
                                              artifact_location=(tmp_path / "a").as_uri())
     for seed in (0, 1):
-        record_run(experiment_id, {"name": "l2", "weight": "0.0001"}, seed, 0.9, 0.3)
+        record_run(experiment_id, "l2-0.0001", {"name": "l2", "weight": "0.0001"}, seed, 0.9, 0.3)
     client = MlflowClient()
-    bare = client.create_run(experiment_id)
+    bare = client.create_run(experiment_id, tags={record.TAG_ARM: "none"})
     client.log_param(bare.info.run_id, "regularizer.name", "none")
     client.log_param(bare.info.run_id, "seed", 0)
     client.log_metric(bare.info.run_id, "test_accuracy", 0.8)
     client.set_terminated(bare.info.run_id)
-    foreign = client.create_run(experiment_id)
+    foreign = client.create_run(experiment_id)  # regbench-looking params, no arm tag
+    client.log_param(foreign.info.run_id, "regularizer.name", "l2")
+    client.log_param(foreign.info.run_id, "regularizer.weight", "abc")
     client.set_terminated(foreign.info.run_id)
     recorded = query.fetch_runs("regbench", None)
     before = recorded.runs.copy()
     result = summarise(recorded, "l2")
     assert recorded.runs.equals(before)  # the input is not changed
     assert any("lack test_ece" in w and bare.info.run_id[:8] in w for w in result.warnings)
-    assert any("without the param regularizer.name" in w and foreign.info.run_id[:8] in w
+    assert any("without the tag arm" in w and foreign.info.run_id[:8] in w
                for w in result.warnings)
     assert "lack test_ece" in report.markdown(result)
 

@@ -43,15 +43,118 @@ def test_presets():
     assert notebook.data.validate_on == "test" and notebook.regularizer.name == "custom"
     exercise = composed("experiment=l1_l2_exercise")
     assert exercise.model.name == "mlp_small" and exercise.regularizer.name == "l1_l2"
-    assert (exercise.regularizer.l1, exercise.trainer.epochs, exercise.trainer.batch_size) == (
-        1e-3, 10, 32)
+    assert (exercise.regularizer.weight, exercise.regularizer.l1_ratio) == (2e-3, 0.5)
+    assert (exercise.trainer.epochs, exercise.trainer.batch_size) == (10, 32)
+
+
+@pytest.mark.parametrize("preset", [None, *group_options("experiment")])
+def test_every_preset_with_every_regularizer_holds_exactly_the_options_keys(preset):
+    for option in group_options("regularizer"):
+        cfg = composed(*([f"experiment={preset}"] if preset else []), f"regularizer={option}")
+        validate(cfg)
+        expected = schema.regularizer_keys(cfg.regularizer.name)
+        assert set(cfg.regularizer) == set(expected), (preset, option)
+        kernel = set(cfg.regularizer.kernel or {})
+        assert kernel == set(expected["kernel"] or {}), (preset, option)
+
+
+@pytest.mark.parametrize("option", group_options("regularizer"))
+def test_the_arm_label_is_what_the_kernel_applies(option):
+    from hydra.utils import instantiate
+
+    from regbench.record import arm_label
+    from regbench.regularizers import STRENGTH_ARGUMENTS, strengths
+
+    cfg = composed(f"regularizer={option}")
+    kernel = instantiate(cfg.regularizer.kernel)
+    label = arm_label(cfg.regularizer.name, strengths(kernel))
+    if kernel is None:
+        assert label == "none"
+        return
+    config = kernel.get_config()
+    assert label == "-".join([cfg.regularizer.name, *(
+        f"{float(config[key]):g}" for key in STRENGTH_ARGUMENTS[type(kernel)])])
+    assert f"{cfg.regularizer.weight:g}" in label  # the one strength key every option has
+
+
+def test_the_allowed_targets_are_the_regularizer_classes():
+    from regbench.regularizers import STRENGTH_ARGUMENTS, target_name
+
+    assert set(schema.REGULARIZER_TARGETS) == {target_name(c) for c in STRENGTH_ARGUMENTS}
+
+
+def test_the_exercise_bonus_does_what_it_says_or_is_refused():
+    from hydra.utils import instantiate
+
+    from regbench.record import arm_label
+    from regbench.regularizers import strengths
+
+    with pytest.raises(ConfigError, match="regularizer.l1"):
+        check_overrides(["experiment=l1_l2_exercise", "regularizer=l1", "regularizer.l1=1e-3"])
+    for overrides, arm in [(["regularizer=l1", "regularizer.weight=1e-3"], "l1-0.001"),
+                           (["regularizer=l2"], "l2-0.0001"), (["regularizer=none"], "none"),
+                           ([], "l1_l2-0.002-0.5")]:
+        cfg = composed("experiment=l1_l2_exercise", *overrides)
+        check_overrides(["experiment=l1_l2_exercise", *overrides])
+        kernel = instantiate(cfg.regularizer.kernel)
+        assert arm_label(cfg.regularizer.name, strengths(kernel)) == arm
+        assert cfg.model.name == "mlp_small" and cfg.trainer.epochs == 10
+
+
+def test_make_exercise_runs_the_three_arms_and_reports_the_targets():
+    result = subprocess.run(["make", "-n", "exercise"], cwd=PROJECT_ROOT, capture_output=True,
+                            text=True, check=True)
+    commands = " ".join(result.stdout.replace("\\\n", " ").split())
+    assert "experiment=l1_l2_exercise regularizer=l1,l2 regularizer.weight=1e-3" in commands
+    assert "--target 'val_accuracy>=0.85' --target 'accuracy<0.92'" in commands
+
+
+BAD_INPUTS = [  # overrides, the start of the one-line refusal
+    (["seed=-1"], "seed=-1: must be an integer in [0, 4294967295]"),
+    (["seed=4294967296"], "seed=4294967296"),
+    (["data.val_split=0.0001", "data.limit=10"], "data.val_split=0.0001: holds out no example"),
+    (["data.limit=10", "data.val_split=0.99"], "data.val_split=0.99: leaves no training"),
+    (["trainer.batch_size=100000000000000000000"], "trainer.batch_size=100000000000000000000"),
+    (["trainer.learning_rate=inf"], "trainer.learning_rate=inf: must be a finite number > 0"),
+    (["trainer.lr_patience=-1"], "trainer.lr_patience=-1"),
+    (["trainer.early_stopping_patience=-1"], "trainer.early_stopping_patience=-1"),
+    (["+trainer.foo=1"], "trainer.foo: not a key of the config"),
+    (["+regularizer.kernel.foo=1"], "regularizer.kernel.foo: not a key of regularizer option l2"),
+    (["model=mlp_small", "model.units=[100000000]", "model.dropout=[0.0]"],
+     "model.units=[100000000]: 7.95e+10 weights"),
+    (["regularizer.kernel._target_=builtins.open"],
+     "regularizer.kernel._target_=builtins.open: only regularizer classes"),
+    (["regularizer=custom", "regularizer.kernel.eps={_target_:os.getcwd}"],
+     "regularizer.kernel.eps="),
+    (["regularizer=l1_l2", "regularizer.l1_ratio=2"], "regularizer.l1_ratio=2"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", BAD_INPUTS)
+def test_bad_inputs_are_refused_in_one_line(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        check_overrides(overrides)
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_a_config_cannot_run_arbitrary_code(tmp_path):
+    """A file copy through regularizer.kernel._target_ is refused before anything runs."""
+    source, copy = tmp_path / "source.txt", tmp_path / "copy.txt"
+    source.write_text("secret")
+    result = train(tmp_path, "data=synthetic", "trainer=smoke",
+                   "regularizer.kernel._target_=shutil.copyfile", "~regularizer.kernel.l2",
+                   f"+regularizer.kernel.src={source}", f"+regularizer.kernel.dst={copy}")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith(
+        "error: regularizer.kernel.")
+    assert not copy.exists() and not (tmp_path / "mlruns").exists()
 
 
 @pytest.mark.parametrize("overrides, key", [
     (["regularizer=bogus"], "regularizer=bogus: unknown option; allowed are custom, l1"),
     (["trainer.epochs=0"], "trainer.epochs=0"),
     (["regularizer.weight=-1"], "regularizer.weight=-1"),
-    (["regularizer=l1_l2", "regularizer.l2=-0.5"], "regularizer.l2=-0.5"),
+    (["regularizer=l1_l2", "regularizer.l1_ratio=-0.5"], "regularizer.l1_ratio=-0.5"),
     (["trainer.epochs=abc"], "trainer.epochs=abc"),
     (["trainer.no_such_key=1"], "trainer.no_such_key"),
     (["data.val_split=1.5"], "data.val_split=1.5"),
@@ -76,6 +179,12 @@ def test_bad_overrides_exit_non_zero_with_one_line_and_no_run(override, tmp_path
 
         mlflow.set_tracking_uri(sqlite_uri(tmp_path))
         assert mlflow.search_runs(search_all_experiments=True).empty
+
+
+def test_make_variables_reach_the_shell_quoted():
+    result = subprocess.run(["make", "-n", "predict", "run=a'b; touch pwned", "image=x y.png"],
+                            cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
+    assert "regbench.predict 'a'\\''b; touch pwned' 'x y.png'" in result.stdout
 
 
 def test_make_passes_command_line_overrides_to_hydra():

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
+from helpers import compose
 from regbench.models import build_mlp, compile_classifier
-from regbench.paths import CONF_DIR
 from regbench.regularizers import (
+    ElasticNet,
     RedundancyRegularizer,
     redundancy_penalty,
     redundancy_penalty_naive,
@@ -51,6 +51,17 @@ def test_penalty_matches_the_formula_by_hand():
     assert float(RedundancyRegularizer(weight=0.5)(tf.constant(w))) == pytest.approx(expected)
 
 
+def test_elastic_net_is_l1l2_with_one_strength_and_a_mix():
+    w = kernel((6, 5), seed=4)
+    net = ElasticNet(weight=2e-3, l1_ratio=0.25)
+    expected = keras.regularizers.L1L2(l1=5e-4, l2=1.5e-3)(w)
+    assert float(net(w)) == pytest.approx(float(expected), rel=1e-6)
+    assert ElasticNet.from_config(net.get_config()).get_config() == {"weight": 2e-3,
+                                                                     "l1_ratio": 0.25}
+    with pytest.raises(ValueError, match="l1_ratio must be in"):
+        ElasticNet(1e-3, l1_ratio=1.5)
+
+
 def test_config_round_trip():
     reg = RedundancyRegularizer(weight=3e-3, eps=1e-6)
     again = RedundancyRegularizer.from_config(reg.get_config())
@@ -79,11 +90,9 @@ def test_the_penalty_has_the_kernels_dtype(dtype):
 
 @pytest.mark.parametrize("option", group_options("regularizer"))
 def test_a_model_with_each_regularizer_saves_and_loads(option, tmp_path):
-    reg_cfg = OmegaConf.load(CONF_DIR / "regularizer" / f"{option}.yaml")
-    model_cfg = OmegaConf.load(CONF_DIR / "model" / "mlp_small.yaml")
-    trainer_cfg = OmegaConf.load(CONF_DIR / "trainer" / "default.yaml")
-    model = compile_classifier(build_mlp(model_cfg, lambda: instantiate(reg_cfg.kernel)),
-                               trainer_cfg)
+    cfg = compose(f"regularizer={option}", "model=mlp_small")
+    model = compile_classifier(
+        build_mlp(cfg.model, lambda: instantiate(cfg.regularizer.kernel)), cfg.trainer)
     x = np.random.default_rng(0).uniform(size=(64, 784)).astype(np.float32)
     y = np.arange(64) % 10
     model.fit(x, y, epochs=1, batch_size=32, verbose=0)

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from regbench import cli
-from regbench.comparison import DEFAULT_MARGINS
+from regbench.comparison import DEFAULT_MARGINS, Target
 from regbench.paths import REPORTS_DIR
 
 COMPARISONS_EXPERIMENT = "regbench-comparisons"
@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--margin", action="append", default=[], metavar="METRIC=VALUE",
                         help="equivalence margin, e.g. test_accuracy=0.002 (defaults: "
                         + ", ".join(f"{k}={v:g}" for k, v in DEFAULT_MARGINS.items()) + ")")
+    parser.add_argument("--target", action="append", default=[], metavar="METRIC>=VALUE",
+                        help="a goal on each run's final value, reported per arm, e.g. "
+                        "val_accuracy>=0.85 (repeatable)")
     parser.add_argument("--tracking-uri", default=None,
                         help="default: $MLFLOW_TRACKING_URI, else the project's SQLite store")
     parser.add_argument("--out", type=Path, default=REPORTS_DIR, help="report folder")
@@ -76,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         margins = parse_margins(args.margin)
+        targets = tuple(Target.parse(text) for text in args.target)
     except ValueError as error:
         cli.fail(str(error))
 
@@ -90,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     mlflow.set_tracking_uri(args.tracking_uri or default_tracking_uri())
     try:
         comparison = summarise(query.fetch_runs(args.experiment, args.filter), args.reference,
-                               margins)
+                               margins, targets)
     except query.CompareError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -8,6 +8,8 @@ arm. Each arm other than the reference is compared with it on the TESTED metrics
 
 from __future__ import annotations
 
+import operator
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +26,46 @@ DEFAULT_MARGINS = {record.TEST_ACCURACY: 0.001, record.TEST_DATA_LOSS: 0.005}
 
 
 @dataclass(frozen=True)
+class Target:
+    """A goal on a run's final value of a metric, e.g. ``val_accuracy >= 0.85``."""
+
+    metric: str
+    comparison: str
+    value: float
+
+    OPERATORS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
+
+    @classmethod
+    def parse(cls, text: str) -> Target:
+        """``"val_accuracy>=0.85"`` -> Target; ValueError naming what is allowed."""
+        metrics = (*record.EPOCH_METRICS, *record.FINAL_METRICS)
+        match = re.fullmatch(r"\s*(\w+)\s*(>=|<=|>|<)\s*(\S+)\s*", text)
+        if not match or match[1] not in metrics:
+            raise ValueError(f"--target {text}: must be METRIC>=VALUE (or <=, >, <) with a "
+                             f"metric among {', '.join(metrics)}")
+        try:
+            value = float(match[3])
+        except ValueError:
+            raise ValueError(f"--target {text}: {match[3]} is not a number") from None
+        return cls(match[1], match[2], value)
+
+    def met(self, value: float) -> bool:
+        return bool(self.OPERATORS[self.comparison](value, self.value))
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.comparison} {self.value:g}"
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    arm: str
+    target: Target
+    mean: float
+    met: int    # runs whose final value meets the target
+    runs: int   # runs that have the metric
+
+
+@dataclass(frozen=True)
 class Comparison:
     runs: pd.DataFrame          # one row per run: run_id, arm, seed, metrics.*
     summary: pd.DataFrame       # one row per arm, the reference first
@@ -31,6 +73,7 @@ class Comparison:
     reference: str
     identical: tuple[tuple[str, str, int], ...]  # (arm, earlier arm, seeds): same on every seed
     warnings: tuple[str, ...]
+    targets: tuple[TargetResult, ...] = ()
 
 
 def by_seed(group: pd.DataFrame, metric: str) -> dict:
@@ -75,8 +118,8 @@ def _warnings(recorded: RecordedRuns) -> list[str]:
     runs = recorded.runs
     notes = []
     if recorded.left_out:
-        notes.append(f"{len(recorded.left_out)} run(s) without the param "
-                     f"{record.PARAM_REGULARIZER} are left out: "
+        notes.append(f"{len(recorded.left_out)} run(s) without the tag {record.TAG_ARM} are "
+                     "left out: "
                      f"{', '.join(r[:8] for r in recorded.left_out)}")
     for metric in SUMMARY_METRICS:
         column = f"metrics.{metric}"
@@ -98,10 +141,25 @@ def _summary_row(arm: str, group: pd.DataFrame) -> dict:
     return row
 
 
+def target_results(groups: dict[str, pd.DataFrame],
+                   targets: tuple[Target, ...]) -> list[TargetResult]:
+    """Per arm and target: the mean final value and how many runs meet the target."""
+    results = []
+    for arm, group in groups.items():
+        for target in targets:
+            column = f"metrics.{target.metric}"
+            values = group[column].dropna() if column in group else pd.Series(dtype=float)
+            results.append(TargetResult(arm, target, values.mean() if len(values) else np.nan,
+                                        sum(target.met(v) for v in values), len(values)))
+    return results
+
+
 def summarise(recorded: RecordedRuns, reference: str | None,
-              margins: dict[str, float] | None = None) -> Comparison:
+              margins: dict[str, float] | None = None,
+              targets: tuple[Target, ...] = ()) -> Comparison:
     """Each arm's mean and standard deviation, and its differences to ``reference`` on the
-    TESTED metrics, within ``margins`` (default DEFAULT_MARGINS), Holm-adjusted together."""
+    TESTED metrics, within ``margins`` (default DEFAULT_MARGINS), Holm-adjusted together; and
+    each arm against ``targets``."""
     margins = {**DEFAULT_MARGINS, **(margins or {})}
     runs = recorded.runs
     arms = sorted(runs["arm"].unique())
@@ -117,4 +175,5 @@ def summarise(recorded: RecordedRuns, reference: str | None,
     for (arm, _), difference in zip(raw, adjusted, strict=True):
         differences[arm].append(difference)
     return Comparison(runs, summary, differences, reference_arm,
-                      tuple(identical_pairs(groups)), tuple(_warnings(recorded)))
+                      tuple(identical_pairs(groups)), tuple(_warnings(recorded)),
+                      tuple(target_results(groups, targets)))

@@ -265,14 +265,31 @@ def to_features(images: np.ndarray) -> np.ndarray:
     return (images.reshape(len(images), -1).astype(np.float32) / 255.0).astype(np.float32)
 
 
+TRAINING_POOL = {"mnist": 60_000, "fashion_mnist": 60_000}  # synthetic: its n_train
+
+
+def pool_size(data_cfg) -> int:
+    """How many training examples the ``data`` config's dataset has (before ``limit``)."""
+    return data_cfg.n_train if data_cfg.name == "synthetic" else TRAINING_POOL[data_cfg.name]
+
+
+def split_sizes(pool: int, val_split: float, limit: int | None,
+                validate_on: str) -> tuple[int, int]:
+    """(training, validation) examples of a pool of ``pool``: capped at ``limit``, then
+    round(n * val_split) held out (none when validating on test)."""
+    n = pool if limit is None else min(pool, limit)
+    n_val = 0 if validate_on == "test" else int(round(n * val_split))
+    return n - n_val, n_val
+
+
 def split(arrays: dict[str, np.ndarray], val_split: float, limit: int | None, split_seed: int,
           validate_on: str) -> Splits:
     """Shuffle the training pool with ``split_seed``, cap it at ``limit``, hold out
     ``val_split`` of it (or nothing, validating on test, when ``validate_on == "test"``)."""
     order = np.random.default_rng(split_seed).permutation(len(arrays["x_train"]))
+    _, n_val = split_sizes(len(order), val_split, limit, validate_on)
     if limit is not None:
         order = order[:limit]
-    n_val = 0 if validate_on == "test" else int(round(len(order) * val_split))
     val, train = order[:n_val], order[n_val:]
     x_test, y_test = to_features(arrays["x_test"]), arrays["y_test"].astype(np.int32)
     if validate_on == "test":

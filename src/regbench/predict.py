@@ -13,13 +13,33 @@ from pathlib import Path
 
 import numpy as np
 
+from regbench import cli
+
+
+class ImageError(ValueError):
+    """The file is not an image Pillow can read whole and safely; the message says why."""
+
 
 def image_features(path: Path) -> np.ndarray:
-    """A (1, 784) float32 row from an image file, as described in the module docstring."""
+    """A (1, 784) float32 row from an image file, as described in the module docstring.
+
+    Raises ImageError for a file that is not an image, a broken or truncated one, and one
+    above Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``)."""
+    import warnings
+
     from PIL import Image
 
-    with Image.open(path) as image:
-        grey = np.asarray(image.convert("L").resize((28, 28)), dtype=np.float32) / 255.0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                grey = np.asarray(image.convert("L").resize((28, 28)), dtype=np.float32) / 255.0
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageError(f"image {path}: too large to decode safely ({error})") from None
+    except (OSError, SyntaxError, ValueError) as error:  # unidentified, truncated, corrupt
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ImageError(f"image {path}: not a readable image ({reason})") from None
     if grey.mean() > 0.5:
         grey = 1.0 - grey
     return grey.reshape(1, 784)
@@ -32,8 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracking-uri", default=None)
     args = parser.parse_args(argv)
     if not args.image.is_file():
-        print(f"error: image {args.image}: no such file", file=sys.stderr)
-        return 1
+        cli.fail(f"image {args.image}: no such file")
+    try:
+        features = image_features(args.image)
+    except ImageError as error:
+        cli.fail(str(error))
 
     import mlflow
 
@@ -46,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: run {args.run_id}: no loadable model ({str(error).splitlines()[0]})",
               file=sys.stderr)
         return 1
-    probs = model.predict(image_features(args.image), verbose=0)[0]
+    probs = model.predict(features, verbose=0)[0]
     top = int(np.argmax(probs))
     print(f"class {top} (probability {probs[top]:.4f})")
     print("probabilities: " + " ".join(f"{k}:{p:.3f}" for k, p in enumerate(probs)))

@@ -24,19 +24,10 @@ class CompareError(RuntimeError):
 @dataclass(frozen=True)
 class RecordedRuns:
     """The FINISHED regbench runs of one experiment, and the ids of the runs left out because
-    they have no ``regularizer.name`` param (not recorded by regbench.train)."""
+    they have no ``arm`` tag (not recorded by regbench.train)."""
 
     runs: pd.DataFrame  # one row per run: run_id, artifact_uri, arm, seed, metrics.*, params.*
     left_out: list[str] = field(default_factory=list)
-
-
-def _arm(row: pd.Series) -> str:
-    params = {"name": row[f"params.{record.PARAM_REGULARIZER}"]}
-    for key in record.STRENGTH_KEYS:  # a param a run does not have reads as NaN
-        value = row.get(f"params.regularizer.{key}")
-        if isinstance(value, str):
-            params[key] = value
-    return record.arm_label(params)
 
 
 def fetch_runs(experiment: str, filter_string: str | None) -> RecordedRuns:
@@ -61,13 +52,13 @@ def fetch_runs(experiment: str, filter_string: str | None) -> RecordedRuns:
     sweep_column = f"tags.{record.TAG_SWEEP}"
     if sweep_column in runs:  # a sweep's parent run summarises its children; it is not one
         runs = runs[runs[sweep_column] != record.SWEEP_PARENT]
-    name_column = f"params.{record.PARAM_REGULARIZER}"
-    if name_column not in runs or runs[name_column].isna().all():
-        raise CompareError(f"the runs of '{experiment}' have no param {record.PARAM_REGULARIZER}"
-                           ": they were not recorded by regbench.train")
-    left_out = list(runs.loc[runs[name_column].isna(), "run_id"])
-    ours = runs[runs[name_column].notna()]
-    ours = ours.assign(arm=[_arm(row) for _, row in ours.iterrows()],
+    arm_column = f"tags.{record.TAG_ARM}"
+    if arm_column not in runs or runs[arm_column].isna().all():
+        raise CompareError(f"the runs of '{experiment}' have no tag {record.TAG_ARM}: they were "
+                           "not recorded by regbench.train")
+    left_out = list(runs.loc[runs[arm_column].isna(), "run_id"])
+    ours = runs[runs[arm_column].notna()]
+    ours = ours.assign(arm=ours[arm_column],
                        seed=pd.to_numeric(ours.get(f"params.{record.PARAM_SEED}"),
                                           errors="coerce"))
     return RecordedRuns(ours.reset_index(drop=True), left_out)

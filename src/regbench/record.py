@@ -18,8 +18,7 @@ A training run records (docs/architecture.md, "The run record"):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Sequence
 
 # statuses (MLflow's RunStatus names)
 FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
@@ -69,17 +68,12 @@ MODEL_SUMMARY_ARTIFACT = "model_summary.txt"  # written by MLflow's Keras callba
 ARTIFACTS = (CONFIG_ARTIFACT, RELIABILITY_ARTIFACT, PLOTS_DIR, MODEL_SUMMARY_ARTIFACT)
 MODEL_ARTIFACT = "model"
 
-# the regularizer keys that set a strength, in the order the arm label lists them
-STRENGTH_KEYS = ("weight", "l1", "l2")
-
-
-def arm_label(regularizer: Mapping[str, Any]) -> str:
-    """The arm a regularizer belongs to: its name and strengths, e.g. ``custom-0.0001``,
-    ``l1_l2-0.001-0.001``, ``none``. Works on a config node or on a run's string params
-    (``{"name": "l2", "weight": "0.0001"}``); a missing or ``None`` strength is left out."""
-    strengths = [f"{float(regularizer[key]):g}" for key in STRENGTH_KEYS
-                 if regularizer.get(key) not in (None, "None")]
-    return "-".join([str(regularizer["name"]), *strengths])
+def arm_label(name: str, strengths: Sequence[float]) -> str:
+    """The arm of a run: its regularizer's name and the strengths its kernel really applied
+    (``regularizers.strengths``, from ``get_config()``), e.g. ``custom-0.0001``,
+    ``l1_l2-0.002-0.5`` (weight, l1_ratio), ``none``. Training writes it as the tag ``arm``;
+    a comparison groups runs by that tag."""
+    return "-".join([name, *(f"{value:g}" for value in strengths)])
 
 
 def run_name(arm: str, model: str, data: str, seed: int) -> str:

@@ -84,3 +84,54 @@ class RedundancyRegularizer(keras.regularizers.Regularizer):
 
     def get_config(self):
         return {"weight": self.weight, "eps": self.eps}
+
+
+@keras.saving.register_keras_serializable(package="regbench")
+class ElasticNet(keras.regularizers.L1L2):
+    """Keras' L1L2 with one strength and a mix, as glmnet and scikit-learn's ElasticNet
+    parametrise it (without their 1/2 on the L2 term)::
+
+        penalty = weight * (l1_ratio * sum(|W|) + (1 - l1_ratio) * sum(W^2))
+
+    i.e. ``L1L2(l1=weight * l1_ratio, l2=weight * (1 - l1_ratio))``: l1_ratio 1 is L1, 0 is L2.
+
+    Args:
+        weight: strength of the penalty, a finite float >= 0.
+        l1_ratio: the L1 share of the strength, a float in [0, 1].
+    """
+
+    def __init__(self, weight=1e-4, l1_ratio=0.5):
+        weight = _finite_float(weight, "weight")
+        l1_ratio = _finite_float(l1_ratio, "l1_ratio")
+        if l1_ratio > 1:
+            raise ValueError(f"l1_ratio must be in [0, 1], got l1_ratio={l1_ratio!r}")
+        super().__init__(l1=weight * l1_ratio, l2=weight * (1 - l1_ratio))
+        self.weight, self.l1_ratio = weight, l1_ratio
+
+    def get_config(self):
+        return {"weight": self.weight, "l1_ratio": self.l1_ratio}
+
+
+STRENGTH_ARGUMENTS = {  # regularizer class -> the get_config() keys that set its strength
+    keras.regularizers.L1: ("l1",),
+    keras.regularizers.L2: ("l2",),
+    keras.regularizers.OrthogonalRegularizer: ("factor",),
+    RedundancyRegularizer: ("weight",),
+    ElasticNet: ("weight", "l1_ratio"),
+}
+"""Also the allowlist of what a config may instantiate (``regularizer.kernel._target_``)."""
+
+
+def target_name(cls: type) -> str:
+    """The ``_target_`` string of a regularizer class, as the configs write it."""
+    module = "keras.regularizers" if cls.__module__.startswith("keras") else cls.__module__
+    return f"{module}.{cls.__name__}"
+
+
+def strengths(regularizer: keras.regularizers.Regularizer | None) -> list[float]:
+    """The strength arguments a regularizer really applies, read from its ``get_config()``
+    (empty for no regularizer)."""
+    if regularizer is None:
+        return []
+    config = regularizer.get_config()
+    return [float(config[key]) for key in STRENGTH_ARGUMENTS[type(regularizer)]]

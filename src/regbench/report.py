@@ -108,6 +108,17 @@ def verdict_lines(comparison: Comparison) -> list[str]:
     return lines
 
 
+def targets_table(comparison: Comparison) -> list[str]:
+    """Per arm and target: the mean final value and the runs that meet it."""
+    if not comparison.targets:
+        return []
+    lines = ["Targets (each run's final value):", "", "| arm | target | mean | runs meeting it |",
+             "|---|---|---|---|"]
+    lines += [f"| {t.arm} | {t.target} | {'–' if np.isnan(t.mean) else f'{t.mean:.4f}'} | "
+              f"{t.met} of {t.runs} |" for t in comparison.targets]
+    return [*lines, ""]
+
+
 def markdown(comparison: Comparison, artifacts: RunArtifacts | None = None) -> str:
     """The whole report as Markdown; ``artifacts`` adds its warnings."""
     tests = sum(d.tested for diffs in comparison.differences.values() for d in diffs)
@@ -119,6 +130,7 @@ def markdown(comparison: Comparison, artifacts: RunArtifacts | None = None) -> s
              f"{tests} tests of this report. Equivalence: TOST within ±margin):", "",
              *differences_table(comparison), ""]
     lines += [f"- {line}" for line in verdict_lines(comparison)]
+    lines += ["", *targets_table(comparison)] if comparison.targets else []
     warnings = [*comparison.warnings, *(artifacts.warnings if artifacts else [])]
     lines += [f"- warning: {w}" for w in warnings]
     return "\n".join(lines) + "\n"

@@ -26,6 +26,12 @@ OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")  # names keras.optimizers.get a
 VERBOSITY = ("auto", "0", "1", "2")
 VALIDATE_ON = ("val", "test")
 
+REGULARIZER_TARGETS = (  # what regularizer.kernel._target_ may instantiate (and nothing else)
+    "keras.regularizers.L1", "keras.regularizers.L2", "keras.regularizers.OrthogonalRegularizer",
+    "regbench.regularizers.RedundancyRegularizer", "regbench.regularizers.ElasticNet",
+)
+SEED_RANGE = (0, 2**32 - 1)  # what numpy's and TensorFlow's seeding accept
+
 ALLOWED = {  # key -> the values it allows
     "data.name": DATASETS,
     "data.validate_on": VALIDATE_ON,
@@ -106,3 +112,19 @@ def config_groups() -> tuple[str, ...]:
 def group_options(group: str) -> list[str]:
     """The option names of a config group: the YAML files in conf/<group>/."""
     return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
+
+
+def regularizer_keys(name: str) -> dict[str, Any] | None:
+    """The keys of regularizer option ``name`` (conf/regularizer/<name>.yaml) as a tree of
+    key -> None, or a subtree for a node (``kernel``); None when there is no such option."""
+    from omegaconf import OmegaConf
+
+    path = CONF_DIR / "regularizer" / f"{name}.yaml"
+    if not path.exists():
+        return None
+
+    def keys(node):
+        return {key: keys(value) if isinstance(value, dict) else None
+                for key, value in node.items() if key != "defaults"}
+
+    return keys(OmegaConf.to_container(OmegaConf.load(path), resolve=False))

@@ -115,11 +115,12 @@ def train_and_evaluate(cfg: DictConfig, parent_run_id: str | None = None,
     from regbench import data, store, tracking
     from regbench.callbacks import EpochMetricsCallback, training_callbacks
     from regbench.models import build_mlp, compile_classifier, inference_copy
+    from regbench.regularizers import strengths
 
     splits = data.load(cfg.data, split_seed=cfg.data.split_seed)
     experiment_id = store.use_store(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
     configure_tensorflow(cfg.seed, cfg.trainer.deterministic, cfg.trainer.threads or threads)
-    arm = record.arm_label(cfg.regularizer)
+    arm = record.arm_label(cfg.regularizer.name, strengths(instantiate(cfg.regularizer.kernel)))
     model = compile_classifier(
         build_mlp(cfg.model, lambda: instantiate(cfg.regularizer.kernel)), cfg.trainer)
     verbose = _verbosity(cfg.trainer.verbose)
