@@ -126,6 +126,20 @@ def test_identical_arms_are_named_and_not_tested(comparison):
     lines = report.verdict_lines(comparison)
     assert ("orthogonal-0.0001 is identical to l2-0.0001 on all 5 seeds: at this strength the "
             "regularizer had no effect") in lines
+    assert not any("l1_l2" in line and "agrees with" in line for line in lines)  # 2e-4 apart
+
+
+def test_arms_that_differ_by_round_off_alone_are_named():
+    seeds = [0, 1, 2]
+    frame = pd.DataFrame({"run_id": [f"r{i}" for i in range(6)], "seed": seeds * 2,
+                          "arm": ["none"] * 3 + ["custom-0.0001"] * 3,
+                          "metrics.test_accuracy": [0.9857, 0.9855, 0.9862] * 2,
+                          "metrics.test_data_loss": [0.05709382, 0.05099969, 0.05794143,
+                                                     0.05709390, 0.05099970, 0.05794166]})
+    result = summarise(query.RecordedRuns(frame), "none")
+    assert report.verdict_lines(result)[-1] == (
+        "custom-0.0001 agrees with none to within 2e-07 on all 3 seeds (float32 round-off): at "
+        "this strength the regularizer had no measurable effect")
 
 
 def test_a_single_run_cannot_be_judged(comparison):

@@ -34,8 +34,12 @@ def wait_for_first_epoch(store, timeout=180):
     raise AssertionError("no epoch was logged in time")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_an_interrupted_run_ends_killed_with_its_metrics(tmp_path, signum):
+@pytest.mark.parametrize("signals, gap", [
+    ((signal.SIGINT,), 0), ((signal.SIGTERM,), 0),
+    ((signal.SIGINT, signal.SIGINT), 0.3),      # a double Ctrl-C
+    ((signal.SIGTERM, signal.SIGTERM), 0.05),   # the second lands while the run is closed
+], ids=["ctrl-c", "sigterm", "double-ctrl-c", "double-sigterm"])
+def test_an_interrupted_run_ends_killed_with_its_metrics(tmp_path, signals, gap):
     command = [sys.executable, "-m", "regbench.train", "data=synthetic", "data.n_train=30000",
                "model=mlp_small", "trainer.epochs=1000", "trainer.verbose=0",
                "trainer.early_stopping_patience=1000",
@@ -49,7 +53,9 @@ def test_an_interrupted_run_ends_killed_with_its_metrics(tmp_path, signum):
         run = MlflowClient().get_run(run_id)
         assert run.info.status == "RUNNING" and run.data.tags["pid"] == str(process.pid)
         sent = time.monotonic()
-        process.send_signal(signum)
+        for index, signum in enumerate(signals):
+            time.sleep(gap if index else 0)
+            process.send_signal(signum)
         _, stderr = process.communicate(timeout=60)
         assert time.monotonic() - sent < 15
     finally:
@@ -142,3 +148,38 @@ def test_deterministic_runs_repeat_exactly(tmp_path):
         history = [[m.value for m in client.get_metric_history(run, metric)]
                    for run in (first, second)]
         assert history[0] == history[1], metric
+
+
+def test_concurrent_processes_on_a_new_store_lose_nothing(tmp_path):
+    """Three trainings started together on a store that does not exist yet: its schema is
+    created once (under a lock file), and every run is recorded FINISHED."""
+    processes = [subprocess.Popen(
+        [sys.executable, "-m", "regbench.train", "data=synthetic", "trainer=smoke",
+         "model=mlp_small", f"seed={seed}", f"mlflow.tracking_uri={sqlite_uri(tmp_path)}",
+         f"hydra.run.dir={tmp_path / str(seed)}"], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True) for seed in range(3)]
+    outputs = [process.communicate(timeout=300) for process in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0], [err[-1500:] for _, err in outputs]
+    recorded = runs(tmp_path)
+    assert sorted(recorded["tags.seed"]) == ["0", "1", "2"]
+    assert set(recorded["status"]) == {"FINISHED"}
+
+
+@pytest.mark.parametrize("damage", ["folder", "corrupt"])
+def test_a_broken_store_is_one_line_in_every_command(tmp_path, capsys, damage):
+    from regbench import compare
+
+    database = tmp_path / "mlruns" / "mlflow.db"
+    database.parent.mkdir()
+    if damage == "folder":
+        database.mkdir()
+    else:
+        database.write_bytes(b"SQLite format 3\x00" + b"\x17" * 3000)
+    uri = ["--tracking-uri", sqlite_uri(tmp_path)]
+    for main in (runs_cli.main, compare.main):
+        with pytest.raises(SystemExit) as exit_:
+            main([*uri, "--no-log"] if main is compare.main else uri)
+        error = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and len(error) == 1, error
+        assert error[0].startswith(f"error: tracking store {sqlite_uri(tmp_path)} cannot be used")
+    assert "cannot be used" in _one_line_error(train(tmp_path, "data=synthetic", "trainer=smoke"))

@@ -28,17 +28,26 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     sys.exit(code)
 
 
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _ignore_while_closing(signum, frame):
+    """A second Ctrl-C or SIGTERM while the first unwinds: the run is being closed KILLED."""
+
+
 def _raise_interrupt(signum, frame):
+    for other in INTERRUPTS:  # the run's closing code must not be interrupted in its turn
+        signal.signal(other, _ignore_while_closing)
     raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
 @contextmanager
 def signals_as_interrupt() -> Iterator[None]:
-    """SIGINT and SIGTERM raise KeyboardInterrupt inside the block, so that both unwind like
-    Ctrl-C (also in a process started in the background, where the shell leaves SIGINT
-    ignored); the previous handlers come back afterwards."""
-    previous = {signum: signal.signal(signum, _raise_interrupt)
-                for signum in (signal.SIGINT, signal.SIGTERM)}
+    """The first SIGINT or SIGTERM inside the block raises KeyboardInterrupt, so that both
+    unwind like Ctrl-C (also in a process started in the background, where the shell leaves
+    SIGINT ignored); any further one is ignored while that unwinds and closes the run. The
+    previous handlers come back afterwards."""
+    previous = {signum: signal.signal(signum, _raise_interrupt) for signum in INTERRUPTS}
     try:
         yield
     finally:

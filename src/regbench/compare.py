@@ -85,13 +85,13 @@ def main(argv: list[str] | None = None) -> int:
 
     # one progress bar per artifact read would print a bar per run compared
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    import mlflow
-
-    from regbench import query, report
+    from regbench import query, report, store
     from regbench.comparison import summarise
-    from regbench.paths import default_tracking_uri
 
-    mlflow.set_tracking_uri(args.tracking_uri or default_tracking_uri())
+    try:
+        store.connect(args.tracking_uri)
+    except store.StoreError as error:
+        cli.fail(str(error))
     try:
         comparison = summarise(query.fetch_runs(args.experiment, args.filter), args.reference,
                                margins, targets)

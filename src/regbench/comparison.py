@@ -23,6 +23,7 @@ SUMMARY_METRICS = (record.TEST_ACCURACY, record.TEST_DATA_LOSS, record.TEST_TOTA
                    record.EPOCHS_TRAINED)
 TESTED = {record.TEST_ACCURACY: True, record.TEST_DATA_LOSS: False}  # higher is better?
 DEFAULT_MARGINS = {record.TEST_ACCURACY: 0.001, record.TEST_DATA_LOSS: 0.005}
+ROUND_OFF = 1e-5  # relative difference below which two float32 results are the same
 
 
 @dataclass(frozen=True)
@@ -66,12 +67,23 @@ class TargetResult:
 
 
 @dataclass(frozen=True)
+class Identical:
+    """Two arms whose tested metrics agree on every one of their ``seeds``; ``largest`` is the
+    largest absolute difference (0: bit for bit)."""
+
+    arm: str
+    other: str
+    seeds: int
+    largest: float
+
+
+@dataclass(frozen=True)
 class Comparison:
     runs: pd.DataFrame          # one row per run: run_id, arm, seed, metrics.*
     summary: pd.DataFrame       # one row per arm, the reference first
     differences: dict[str, list[stats.Difference]]  # arm -> one Difference per TESTED metric
     reference: str
-    identical: tuple[tuple[str, str, int], ...]  # (arm, earlier arm, seeds): same on every seed
+    identical: tuple[Identical, ...]  # pairs of arms that agree on every seed
     warnings: tuple[str, ...]
     targets: tuple[TargetResult, ...] = ()
 
@@ -100,17 +112,31 @@ def resolve_reference(reference: str | None, arms: list[str]) -> str:
                        "choose one with --reference")
 
 
-def identical_pairs(groups: dict[str, pd.DataFrame]) -> list[tuple[str, str, int]]:
-    """(arm, other, n) for each pair of arms with the same n >= 2 seeds whose TESTED metrics
-    are exactly equal on every seed: the arm's regularizer changed nothing. ``other`` is the
-    earlier of the two in ``groups``' order."""
+def _round_off_gap(a: dict, o: dict) -> float | None:
+    """The largest |a_s - o_s| when both have the same n >= 2 seeds and every gap is within
+    ROUND_OFF of the values; else None."""
+    if not stats.is_paired(a, o):
+        return None
+    if any(abs(a[s] - o[s]) > ROUND_OFF * max(abs(a[s]), abs(o[s])) for s in a):
+        return None
+    return max(abs(a[s] - o[s]) for s in a)
+
+
+def identical_pairs(groups: dict[str, pd.DataFrame]) -> list[Identical]:
+    """Each pair of arms whose TESTED metrics agree on every seed, exactly or to within
+    ROUND_OFF (relative): the arm's regularizer changed nothing float32 arithmetic can tell
+    apart. ``other`` is the unregularized ``none`` when it is one of the two, else the earlier
+    of the two in ``groups``' order."""
     pairs = []
     arms = list(groups)
     for index, arm in enumerate(arms):
         for other in arms[:index]:
-            values = [(by_seed(groups[arm], m), by_seed(groups[other], m)) for m in TESTED]
-            if all(stats.is_paired(a, o) and a == o for a, o in values):
-                pairs.append((arm, other, len(values[0][0])))
+            seeds = by_seed(groups[arm], next(iter(TESTED)))
+            gaps = [_round_off_gap(by_seed(groups[arm], m), by_seed(groups[other], m))
+                    for m in TESTED]
+            if all(gap is not None for gap in gaps):
+                regularized, control = (other, arm) if arm == "none" else (arm, other)
+                pairs.append(Identical(regularized, control, len(seeds), max(gaps)))
     return pairs
 
 

@@ -60,9 +60,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import mlflow
 
-    from regbench.paths import default_tracking_uri
+    from regbench import store
 
-    mlflow.set_tracking_uri(args.tracking_uri or default_tracking_uri())
+    try:
+        store.connect(args.tracking_uri)
+    except store.StoreError as error:
+        cli.fail(str(error))
     try:
         model = mlflow.keras.load_model(f"runs:/{args.run_id}/model")
     except Exception as error:

@@ -66,7 +66,8 @@ def differences_table(comparison: Comparison) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for arm, diffs in comparison.differences.items():
         for d in diffs:
-            pairing = "identical" if d.identical else ("paired" if d.paired else "unpaired")
+            pairing = ("–" if d.verdict == stats.CANNOT_JUDGE else "identical" if d.identical
+                       else "paired" if d.paired else "unpaired")
             improvement = ("–" if np.isnan(d.prob_improvement) else
                            f"{d.prob_improvement:.2f} [{d.prob_improvement_low:.2f}, "
                            f"{d.prob_improvement_high:.2f}]")
@@ -103,8 +104,14 @@ def verdict_lines(comparison: Comparison) -> list[str]:
     """One line per arm against the reference, then one per pair of identical arms."""
     lines = [f"{arm} vs {comparison.reference}: " + "; ".join(map(verdict_sentence, diffs))
              for arm, diffs in comparison.differences.items()]
-    lines += [f"{arm} is identical to {other} on all {n} seeds: at this strength the "
-              "regularizer had no effect" for arm, other, n in comparison.identical]
+    for pair in comparison.identical:
+        if pair.largest == 0:
+            lines.append(f"{pair.arm} is identical to {pair.other} on all {pair.seeds} seeds: "
+                         "at this strength the regularizer had no effect")
+        else:
+            lines.append(f"{pair.arm} agrees with {pair.other} to within {pair.largest:.1g} on "
+                         f"all {pair.seeds} seeds (float32 round-off): at this strength the "
+                         "regularizer had no measurable effect")
     return lines
 
 

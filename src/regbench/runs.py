@@ -68,9 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from regbench.paths import default_tracking_uri
+    from regbench import cli, store
 
-    mlflow.set_tracking_uri(args.tracking_uri or default_tracking_uri())
+    try:
+        store.connect(args.tracking_uri)
+    except store.StoreError as error:
+        cli.fail(str(error))
     if mlflow.get_experiment_by_name(args.experiment) is None:
         print(f"error: no experiment '{args.experiment}' in {mlflow.get_tracking_uri()}",
               file=sys.stderr)

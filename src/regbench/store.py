@@ -7,8 +7,11 @@ A ``sqlite:///<dir>/<file>.db`` store keeps each experiment's artifacts in
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
@@ -34,22 +37,61 @@ def sqlite_artifact_root(tracking_uri: str, experiment_name: str) -> str | None:
 
 
 class StoreError(RuntimeError):
-    """The tracking store cannot be used; the message names it and says why."""
+    """The tracking store cannot be used; the message (one line) names it and says why."""
 
 
-def use_store(tracking_uri: str | None, experiment_name: str) -> str:
-    """Point MLflow at the store (default: the project's SQLite), create the experiment if
-    needed, and return its id. A store that cannot be created or written raises StoreError."""
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+@contextmanager
+def creation_lock(tracking_uri: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``<database>.lock`` beside a SQLite database (no-op for other
+    stores), so that processes on this host create and migrate the schema one at a time:
+    concurrent first connections otherwise race in alembic's migrations and lose runs."""
+    database = sqlite_path(tracking_uri)
+    if database is None:
+        yield
+        return
+    with open(database.with_name(database.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def connect(tracking_uri: str | None = None) -> MlflowClient:
+    """Point MLflow at the store (default: ``paths.default_tracking_uri()``), create and migrate
+    it if it is new (under ``creation_lock``), and return a client. Any failure (a folder that
+    cannot be written, a path that is a folder, a corrupt database, a server that does not
+    answer) raises StoreError in one line."""
     uri = tracking_uri or default_tracking_uri()
     try:
         database = sqlite_path(uri)
         if database is not None:
             database.parent.mkdir(parents=True, exist_ok=True)
+            if database.exists() and not database.is_file():
+                raise IsADirectoryError(f"{database} is not a file")
             if not os.access(database.parent, os.W_OK) or (
                     database.exists() and not os.access(database, os.W_OK)):
                 raise PermissionError(f"{database} is not writable")
         mlflow.set_tracking_uri(uri)
-        client = MlflowClient()
+        with creation_lock(uri):
+            client = MlflowClient()
+            client.search_experiments(max_results=1)  # creates or migrates the schema now
+        return client
+    except Exception as error:
+        raise StoreError(f"tracking store {uri} cannot be used: {_one_line(error)}") from error
+
+
+def use_store(tracking_uri: str | None, experiment_name: str) -> str:
+    """``connect`` to the store, create the experiment if needed, and return its id; any
+    failure raises StoreError."""
+    client = connect(tracking_uri)
+    uri = mlflow.get_tracking_uri()
+    try:
         experiment = client.get_experiment_by_name(experiment_name)
         if experiment is not None:
             return experiment.experiment_id
@@ -58,8 +100,5 @@ def use_store(tracking_uri: str | None, experiment_name: str) -> str:
                 experiment_name, artifact_location=sqlite_artifact_root(uri, experiment_name))
         except MlflowException:  # created meanwhile by a parallel job
             return client.get_experiment_by_name(experiment_name).experiment_id
-    except (OSError, MlflowException) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise StoreError(f"tracking store {uri} cannot be used: {reason}") from error
-
-
+    except Exception as error:
+        raise StoreError(f"tracking store {uri} cannot be used: {_one_line(error)}") from error

@@ -9,7 +9,9 @@ KeyboardInterrupt (the command-line layer turns SIGINT and SIGTERM into one), an
 
 from __future__ import annotations
 
+import atexit
 import os
+import signal
 import socket
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -51,10 +53,33 @@ def process_tags() -> dict[str, str]:
     return {record.TAG_HOST: socket.gethostname(), record.TAG_PID: str(os.getpid())}
 
 
+def _end_active_run_killed() -> None:
+    """At interpreter exit, a run still active was cut short: end it KILLED. Registered after
+    MLflow's own exit handler, so it runs first (atexit is last in, first out), and MLflow's,
+    which would end it FINISHED, then finds no active run."""
+    if mlflow.active_run() is not None:
+        mlflow.end_run(status=record.KILLED)
+
+
+@contextmanager
+def _signals_held():
+    """SIGINT and SIGTERM are held (blocked, then delivered) while the block runs."""
+    interrupts = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, interrupts)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, interrupts)
+
+
 @contextmanager
 def recorded_run(experiment_id: str, run_name: str, tags: dict[str, str]) -> Iterator[Any]:
-    """Start a run and always end it with a true status: FINISHED, FAILED (error tags) or KILLED
-    (KeyboardInterrupt). Exceptions propagate after the run is closed."""
+    """Start a run and always end it with a true status: FINISHED only when the block
+    completed, FAILED (error tags) on an exception, KILLED on KeyboardInterrupt or when the
+    process exits with the run still open. Signals are held while the run is being closed.
+    Exceptions propagate after the run is closed."""
+    atexit.unregister(_end_active_run_killed)  # registered once, after MLflow's
+    atexit.register(_end_active_run_killed)
     run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
                            tags={**tags, **process_tags()})
     status = record.FAILED
@@ -65,12 +90,14 @@ def recorded_run(experiment_id: str, run_name: str, tags: dict[str, str]) -> Ite
         status = record.KILLED
         raise
     except BaseException as error:
-        mlflow.set_tags({record.TAG_ERROR_TYPE: type(error).__name__,
-                         record.TAG_ERROR_MESSAGE: str(error)[:4000]})
+        with _signals_held():
+            mlflow.set_tags({record.TAG_ERROR_TYPE: type(error).__name__,
+                             record.TAG_ERROR_MESSAGE: str(error)[:4000]})
         raise
     finally:
-        mlflow.flush_async_logging()
-        mlflow.end_run(status=status)
+        with _signals_held():
+            mlflow.flush_async_logging()
+            mlflow.end_run(status=status)
 
 
 class _KerasFlavor:
