@@ -183,3 +183,47 @@ def test_a_broken_store_is_one_line_in_every_command(tmp_path, capsys, damage):
         assert exit_.value.code == 2 and len(error) == 1, error
         assert error[0].startswith(f"error: tracking store {sqlite_uri(tmp_path)} cannot be used")
     assert "cannot be used" in _one_line_error(train(tmp_path, "data=synthetic", "trainer=smoke"))
+
+
+def _smoke_config(store):
+    from helpers import compose
+
+    return compose("data=synthetic", "trainer=smoke", "model=mlp_small",
+                   f"mlflow.tracking_uri={sqlite_uri(store)}")
+
+
+def test_a_store_failure_while_logging_the_model_ends_the_run_failed(tmp_path, monkeypatch):
+    from regbench import tracking
+    from regbench.training import train_and_evaluate
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tracking, "log_keras_model", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        train_and_evaluate(_smoke_config(tmp_path), threads=1)
+    run = runs(tmp_path).iloc[0]
+    assert run["status"] == "FAILED" and run["tags.error_type"] == "OSError"
+
+
+def test_a_store_that_stops_answering_at_the_close_is_one_line(tmp_path, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from regbench.store import StoreError
+    from regbench.training import train_and_evaluate
+
+    real_end_run = mlflow.end_run
+
+    def read_only(*args, **kwargs):
+        raise OperationalError("UPDATE runs", {}, sqlite3.OperationalError(
+            "attempt to write a readonly database"))
+
+    monkeypatch.setattr(mlflow, "end_run", read_only)
+    with pytest.raises(StoreError) as error:
+        train_and_evaluate(_smoke_config(tmp_path), threads=1)
+    monkeypatch.undo()
+    assert runs(tmp_path).iloc[0]["status"] == "RUNNING"  # left for --stale, as the line says
+    real_end_run(status="KILLED")  # what --stale --mark-killed would do
+    message = str(error.value)
+    assert "\n" not in message and "could not be closed FINISHED" in message
+    assert "readonly database" in message and "--stale --mark-killed" in message

@@ -1,5 +1,10 @@
 """Multirun grids: one parent run, nested children, parallel jobs on SQLite, failures isolated."""
 
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -10,14 +15,16 @@ from omegaconf import OmegaConf
 from helpers import free_port, run_module, sqlite_uri
 from regbench import record
 from regbench.sweep import job_threads
+from regbench.tracking import process_alive
+
+SMOKE = ("data=synthetic", "trainer=smoke", "model=mlp_small")
 
 
-def sweep(store, *overrides):
+def sweep(store, *overrides, exit_code=0):
     result = run_module(
         "regbench.train", "-m", f"mlflow.tracking_uri={sqlite_uri(store)}",
-        f"hydra.sweep.dir={store / 'multirun'}", "data=synthetic", "trainer=smoke",
-        "model=mlp_small", *overrides, cwd=store)
-    assert result.returncode == 0, result.stderr[-3000:]
+        f"hydra.sweep.dir={store / 'multirun'}", *SMOKE, *overrides, cwd=store)
+    assert result.returncode == exit_code, result.stderr[-3000:]
     mlflow.set_tracking_uri(sqlite_uri(store))
     runs = mlflow.search_runs(experiment_names=["regbench"])
     parents = runs[runs["tags.sweep"] == "parent"]
@@ -46,13 +53,89 @@ def test_six_parallel_jobs_on_sqlite_all_finish_complete(tmp_path):
 
 
 def test_a_failed_job_fails_its_run_and_not_the_sweep(tmp_path):
-    parent, children = sweep(tmp_path, "model.input_dim=784,100,784", "seed=0")
+    parent, children = sweep(tmp_path, "model.input_dim=784,100,784", "seed=0", exit_code=1)
     statuses = sorted(children["status"])
     assert statuses == ["FAILED", "FINISHED", "FINISHED"]
     failed = children[children["status"] == "FAILED"].iloc[0]
     assert failed["params.model.input_dim"] == "100" and failed["tags.error_type"] == "ValueError"
     assert parent["status"] == "FAILED"
     assert (parent["metrics.children_failed"], parent["metrics.children_finished"]) == (1, 2)
+    assert parent["tags.host"] and parent["tags.pid"].isdigit()
+
+
+def test_a_job_that_fails_before_its_run_exists_is_counted_and_fails_the_sweep(tmp_path):
+    broken = tmp_path / "broken-data"
+    broken.mkdir()
+    (broken / "mnist.npz").write_bytes(b"PK\x03\x04 truncated")
+    parent, children = sweep(tmp_path, "data=synthetic,mnist", f"data.dir={broken}",
+                             "seed=0", exit_code=1)
+    assert list(children["status"]) == ["FINISHED"] and parent["status"] == "FAILED"
+    assert parent["metrics.children_missing"] == 1 and parent["metrics.children_finished"] == 1
+
+
+def _store_runs(store):
+    mlflow.set_tracking_uri(sqlite_uri(store))
+    return mlflow.search_runs(experiment_names=["regbench"])
+
+
+def test_two_sweeps_started_together_stay_apart(tmp_path):
+    processes = [subprocess.Popen(
+        [sys.executable, "-m", "regbench.train", "-m", *SMOKE, f"seed={a},{b}",
+         f"mlflow.tracking_uri={sqlite_uri(tmp_path)}"], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True) for a, b in ((0, 1), (2, 3))]
+    outputs = [process.communicate(timeout=300) for process in processes]
+    assert [p.returncode for p in processes] == [0, 0], [err[-2000:] for _, err in outputs]
+    runs = _store_runs(tmp_path)
+    parents = runs[runs["tags.sweep"] == "parent"]
+    assert len(parents) == 2 and parents["tags.sweep_dir"].nunique() == 2
+    for _, parent in parents.iterrows():
+        children = runs[runs["tags.mlflow.parentRunId"] == parent.run_id]
+        assert len(children) == 2 and parent["metrics.children_finished"] == 2
+        assert children["tags.seed"].nunique() == 2
+
+
+def _wait_for_running_children(store, count, timeout=180):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            with sqlite3.connect(store / "mlruns" / "mlflow.db") as connection:
+                rows = connection.execute(
+                    "SELECT COUNT(DISTINCT run_uuid) FROM metrics WHERE key = 'loss'").fetchone()
+        except sqlite3.Error:
+            continue
+        if rows and rows[0] >= count:
+            return
+    raise AssertionError("the jobs did not start in time")
+
+
+@pytest.mark.parametrize("launcher, signum", [
+    ((), signal.SIGINT), (("hydra/launcher=joblib", "hydra.launcher.n_jobs=2"), signal.SIGTERM)],
+    ids=["basic-ctrl-c", "joblib-sigterm"])
+def test_an_interrupted_sweep_ends_killed_and_leaves_nothing_running(tmp_path, launcher, signum):
+    long_jobs = ("data.n_train=30000", "trainer.epochs=1000",
+                 "trainer.early_stopping_patience=1000")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "regbench.train", "-m", *SMOKE, *long_jobs, *launcher,
+         "seed=0,1",
+         f"mlflow.tracking_uri={sqlite_uri(tmp_path)}", f"hydra.sweep.dir={tmp_path / 'm'}"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_running_children(tmp_path, 2 if launcher else 1)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr[-2000:]
+    runs = _store_runs(tmp_path)
+    parent = runs[runs["tags.sweep"] == "parent"].iloc[0]
+    children = runs[runs["tags.mlflow.parentRunId"] == parent.run_id]
+    assert parent["status"] == "KILLED" and set(children["status"]) == {"KILLED"}
+    pids = {int(pid) for pid in children["tags.pid"]} - {process.pid}
+    deadline = time.monotonic() + 30
+    while any(process_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(process_alive(pid) for pid in pids)
 
 
 def test_the_optuna_search_over_the_custom_weight(tmp_path):
@@ -74,9 +157,6 @@ def test_job_threads_share_the_cores(monkeypatch, n_jobs, cores, expected):
 
 def test_a_sweep_on_a_ray_cluster(tmp_path, monkeypatch):
     """`ray start --head` on loopback, then the same grid with hydra/launcher=ray_cluster."""
-    import subprocess
-    import sys
-
     ray = str(Path(sys.executable).with_name("ray"))
     port = free_port()
     subprocess.run([ray, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",

@@ -67,8 +67,9 @@ def check_output_dir(path: str, key: str) -> None:
         raise ConfigError(f"{key}={path}: cannot be created, {existing} is not writable")
 
 
-def check_overrides(arguments: list[str]) -> None:
-    """Compose and validate every job that ``python -m regbench.train ARGUMENTS`` would run.
+def check_overrides(arguments: list[str]) -> str:
+    """Compose and validate every job that ``python -m regbench.train ARGUMENTS`` would run;
+    return the output folder (``hydra.sweep.dir`` of a multirun, else ``hydra.run.dir``).
 
     Raises ConfigError with one line for an unknown group option, an unknown key, a value of the
     wrong type or out of range, or an output folder that cannot be created. Hydra's own flags
@@ -92,4 +93,6 @@ def check_overrides(arguments: list[str]) -> None:
                 raise ConfigError(_one_line(error)) from None
             validate(cfg)
         key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-        check_output_dir(OmegaConf.select(cfg, key), key)
+        output_dir = str(OmegaConf.select(cfg, key))
+        check_output_dir(output_dir, key)
+    return output_dir

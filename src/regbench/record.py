@@ -46,6 +46,7 @@ RUN_NAME_TAG = "mlflow.runName"
 TAG_SWEEP, SWEEP_PARENT, TAG_SWEEP_DIR, TAG_LAUNCHER = "sweep", "parent", "sweep_dir", "launcher"
 PARAM_SWEEP_OVERRIDES = "sweep.overrides"
 CHILDREN_METRICS = {status: f"children_{status.lower()}" for status in STATUSES}
+CHILDREN_MISSING = "children_missing"  # jobs that failed before their run existed
 
 # metrics
 MONITORED = ("val_accuracy", "val_loss", "val_data_loss")  # allowed ``trainer.monitor`` values

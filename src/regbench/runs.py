@@ -9,28 +9,18 @@ such and never touched.
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import sys
 
 import pandas as pd
 
 from regbench import record
+from regbench.tracking import process_alive
 
 COLUMNS = {"run_id": "run", "status": "status", f"tags.{record.TAG_REGULARIZER}": "regularizer",
            f"tags.{record.TAG_SEED}": "seed",
            f"metrics.{record.TEST_ACCURACY}": record.TEST_ACCURACY,
            f"tags.{record.RUN_NAME_TAG}": "name"}
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def stale_runs(runs: pd.DataFrame, host: str | None = None) -> pd.DataFrame:

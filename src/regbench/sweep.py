@@ -17,8 +17,14 @@ A job that fails marks its own run FAILED and does not stop the others (see ``re
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import socket
 import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -59,40 +65,102 @@ def find_parent_run(experiment_id: str, sweep_dir: str) -> str | None:
     return parents[0].info.run_id if parents else None
 
 
+@dataclass
+class SweepState:
+    """The sweep this (launching) process runs: its parent run, set by the callback, and how it
+    ended (None while it runs)."""
+
+    run_id: str | None = None
+    sweep_dir: str | None = None
+    status: str | None = None
+
+
+ACTIVE = SweepState()
+
+
+def _job_folders(sweep_dir: str) -> int:
+    """How many jobs the sweep launched: Hydra gives each a folder with its ``.hydra`` record."""
+    return len(list(Path(sweep_dir).glob("*/.hydra")))
+
+
+def _stop_children(client, children) -> None:
+    """Ask every RUNNING child whose process lives on this host (a joblib worker) to stop with
+    SIGTERM, so that it closes its run KILLED; wait up to 30 s for those processes to end."""
+    from regbench.tracking import process_alive
+
+    here = socket.gethostname()
+    pids = {int(c.data.tags[record.TAG_PID]) for c in children
+            if c.info.status == record.RUNNING and c.data.tags.get(record.TAG_HOST) == here
+            and c.data.tags.get(record.TAG_PID, "").isdigit()} - {os.getpid()}
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while any(process_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def close_parent(interrupted: bool) -> str:
+    """End the active sweep's parent run with a true status and return it: KILLED when the
+    sweep was interrupted (its running children are stopped first), FAILED when a child did
+    not finish or a launched job left no run, FINISHED otherwise. Children still RUNNING
+    whose process is gone end KILLED. Logs ``children_<status>`` and ``children_missing``."""
+    import mlflow
+
+    from regbench.tracking import process_alive
+
+    client = mlflow.MlflowClient()
+    experiment_id = client.get_run(ACTIVE.run_id).info.experiment_id
+
+    def children():
+        return client.search_runs([experiment_id],
+                                  f"tags.{record.PARENT_TAG} = '{ACTIVE.run_id}'",
+                                  max_results=50_000)
+
+    if interrupted:
+        _stop_children(client, children())
+    found = children()
+    for child in found:
+        pid = child.data.tags.get(record.TAG_PID, "")
+        if child.info.status == record.RUNNING and pid.isdigit() and not process_alive(int(pid)):
+            client.set_terminated(child.info.run_id, record.KILLED)
+    found = children()
+    counts = {status: sum(c.info.status == status for c in found) for status in record.STATUSES}
+    missing = max(0, _job_folders(ACTIVE.sweep_dir) - len(found))
+    for status, count in counts.items():
+        client.log_metric(ACTIVE.run_id, record.CHILDREN_METRICS[status], count)
+    client.log_metric(ACTIVE.run_id, record.CHILDREN_MISSING, missing)
+    complete = counts[record.FINISHED] == len(found) and missing == 0
+    ACTIVE.status = (record.KILLED if interrupted else
+                     record.FINISHED if complete else record.FAILED)
+    client.set_terminated(ACTIVE.run_id, ACTIVE.status)
+    print(f"sweep parent run {ACTIVE.run_id} {ACTIVE.status}: {counts[record.FINISHED]} of "
+          f"{len(found) + missing} jobs finished"
+          + (f", {missing} failed before their run existed" if missing else ""), file=sys.stderr)
+    return ACTIVE.status
+
+
 class MlflowSweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         import mlflow
 
         from regbench.store import use_store
-        from regbench.tracking import git_commit
+        from regbench.tracking import git_commit, process_tags
 
         experiment_id = use_store(config.mlflow.tracking_uri, config.mlflow.experiment_name)
         overrides = list(config.hydra.overrides.task)
+        sweep_dir = str(config.hydra.sweep.dir).replace("'", "")
         client = mlflow.MlflowClient()
         parent = client.create_run(
             experiment_id, run_name=f"sweep-{config.hydra.job.name}",
-            tags={record.TAG_SWEEP: record.SWEEP_PARENT,
-                  record.TAG_SWEEP_DIR: str(config.hydra.sweep.dir).replace("'", ""),
+            tags={record.TAG_SWEEP: record.SWEEP_PARENT, record.TAG_SWEEP_DIR: sweep_dir,
                   record.TAG_GIT_COMMIT: git_commit(),
-                  record.TAG_LAUNCHER: str(config.hydra.launcher.get("_target_", ""))})
+                  record.TAG_LAUNCHER: str(config.hydra.launcher.get("_target_", "")),
+                  **process_tags()})
         client.log_param(parent.info.run_id, record.PARAM_SWEEP_OVERRIDES,
                          " ".join(overrides)[:6000])
-        self.run_id = parent.info.run_id
-        print(f"sweep parent run {self.run_id}", file=sys.stderr)
+        ACTIVE.run_id, ACTIVE.sweep_dir, ACTIVE.status = parent.info.run_id, sweep_dir, None
+        print(f"sweep parent run {ACTIVE.run_id}", file=sys.stderr)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        import mlflow
-
-        client = mlflow.MlflowClient()
-        parent = client.get_run(self.run_id)
-        children = client.search_runs(
-            [parent.info.experiment_id], f"tags.{record.PARENT_TAG} = '{self.run_id}'",
-            max_results=50_000)
-        counts = {status: sum(c.info.status == status for c in children)
-                  for status in record.STATUSES}
-        for status, count in counts.items():
-            client.log_metric(self.run_id, record.CHILDREN_METRICS[status], count)
-        not_finished = len(children) - counts[record.FINISHED]
-        client.set_terminated(self.run_id, record.FINISHED if not_finished == 0 else record.FAILED)
-        print(f"sweep parent run {self.run_id}: {counts[record.FINISHED]} of {len(children)} "
-              f"children finished", file=sys.stderr)
+        close_parent(interrupted=False)

@@ -10,6 +10,7 @@ KeyboardInterrupt (the command-line layer turns SIGINT and SIGTERM into one), an
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import socket
@@ -57,13 +58,26 @@ def _end_active_run_killed() -> None:
     """At interpreter exit, a run still active was cut short: end it KILLED. Registered after
     MLflow's own exit handler, so it runs first (atexit is last in, first out), and MLflow's,
     which would end it FINISHED, then finds no active run."""
-    if mlflow.active_run() is not None:
-        mlflow.end_run(status=record.KILLED)
+    with contextlib.suppress(Exception):  # a store that stopped answering: runs --stale
+        if mlflow.active_run() is not None:
+            mlflow.end_run(status=record.KILLED)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (owned by anyone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 @contextmanager
-def _signals_held():
-    """SIGINT and SIGTERM are held (blocked, then delivered) while the block runs."""
+def signals_held():
+    """SIGINT and SIGTERM are held (blocked, then delivered) while the block runs: for code that
+    closes a run and must not be cut short."""
     interrupts = {signal.SIGINT, signal.SIGTERM}
     signal.pthread_sigmask(signal.SIG_BLOCK, interrupts)
     try:
@@ -90,14 +104,29 @@ def recorded_run(experiment_id: str, run_name: str, tags: dict[str, str]) -> Ite
         status = record.KILLED
         raise
     except BaseException as error:
-        with _signals_held():
+        with signals_held(), contextlib.suppress(Exception):  # the store may be what failed
             mlflow.set_tags({record.TAG_ERROR_TYPE: type(error).__name__,
                              record.TAG_ERROR_MESSAGE: str(error)[:4000]})
         raise
     finally:
-        with _signals_held():
-            mlflow.flush_async_logging()
-            mlflow.end_run(status=status)
+        with signals_held():
+            _close(run.info.run_id, status)
+
+
+def _close(run_id: str, status: str) -> None:
+    """Flush and end the run with ``status``; if the store no longer answers, StoreError in
+    one line saying how the run will be closed."""
+    from regbench.store import StoreError
+
+    try:
+        mlflow.flush_async_logging()
+        mlflow.end_run(status=status)
+    except Exception as error:
+        with contextlib.suppress(Exception):
+            mlflow.end_run(status=status)  # leaves no active run in this process either way
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise StoreError(f"run {run_id} could not be closed {status} ({reason}); once the store "
+                         "answers, 'make runs ARGS=\"--stale --mark-killed\"' closes it") from None
 
 
 class _KerasFlavor:
