@@ -1,5 +1,7 @@
 """Multirun grids: one parent run, nested children, parallel jobs on SQLite, failures isolated."""
 
+import contextlib
+import re
 import signal
 import sqlite3
 import subprocess
@@ -169,3 +171,43 @@ def test_a_sweep_on_a_ray_cluster(tmp_path, monkeypatch):
         subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
     assert len(children) == 2 and set(children["status"]) == {"FINISHED"}
     assert parent["status"] == "FINISHED" and parent["metrics.children_finished"] == 2
+
+
+def _finished_runs(store):
+    with sqlite3.connect(store / "mlruns" / "mlflow.db") as connection:
+        return connection.execute("SELECT COUNT(*) FROM runs WHERE status = 'FINISHED' AND "
+                                  "run_uuid IN (SELECT run_uuid FROM tags WHERE key = "
+                                  "'config_hash')").fetchone()[0]
+
+
+def test_an_interrupted_study_resumes_and_grows_without_running_anything_twice(tmp_path):
+    study = [sys.executable, "-m", "regbench.train", "-m", *SMOKE, "data.n_train=6000",
+             f"mlflow.tracking_uri={sqlite_uri(tmp_path)}"]
+    process = subprocess.Popen([*study, "seed=0,1,2,3"], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            with contextlib.suppress(sqlite3.Error):
+                if _finished_runs(tmp_path) >= 2:
+                    break
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    again = run_module("regbench.train", *study[3:], "seed=0,1,2,3", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert re.search(r"skipped [23] of 4 jobs: already finished", again.stderr)
+    assert "[4/4 jobs]" in again.stderr and "min elapsed" in again.stderr
+    grown = run_module("regbench.train", *study[3:], "seed=0,1,2,3,4", cwd=tmp_path)
+    assert "1 of 1 jobs run finished; skipped 4 of 5 jobs" in grown.stderr, grown.stderr[-2000:]
+    runs = _store_runs(tmp_path)
+    children = runs[runs["tags.sweep"] != "parent"]
+    finished = children[children["status"] == "FINISHED"]
+    assert sorted(finished["tags.seed"]) == ["0", "1", "2", "3", "4"]  # each once
+    assert set(children["status"]) <= {"FINISHED", "KILLED"}
+    forced = run_module("regbench.train", *study[3:], "seed=4", "rerun=true", cwd=tmp_path)
+    assert forced.returncode == 0 and "already has FINISHED run" not in forced.stderr
+    assert (_store_runs(tmp_path)["tags.seed"] == "4").sum() == 2

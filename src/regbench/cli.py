@@ -31,13 +31,9 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
 INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 
 
-def _ignore_while_closing(signum, frame):
-    """A second Ctrl-C or SIGTERM while the first unwinds: the run is being closed KILLED."""
-
-
 def _raise_interrupt(signum, frame):
-    for other in INTERRUPTS:  # the run's closing code must not be interrupted in its turn
-        signal.signal(other, _ignore_while_closing)
+    for other in INTERRUPTS:  # the process is on its way out: nothing may cut that short
+        signal.signal(other, signal.SIG_IGN)
     raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
@@ -45,14 +41,16 @@ def _raise_interrupt(signum, frame):
 def signals_as_interrupt() -> Iterator[None]:
     """The first SIGINT or SIGTERM inside the block raises KeyboardInterrupt, so that both
     unwind like Ctrl-C (also in a process started in the background, where the shell leaves
-    SIGINT ignored); any further one is ignored while that unwinds and closes the run. The
-    previous handlers come back afterwards."""
+    SIGINT ignored). From then on both are ignored until the process exits: a second Ctrl-C
+    cannot interrupt the closing of the run or the exit. Without a signal, the previous
+    handlers come back afterwards."""
     previous = {signum: signal.signal(signum, _raise_interrupt) for signum in INTERRUPTS}
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 def import_tensorflow_quietly() -> None:

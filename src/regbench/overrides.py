@@ -67,9 +67,12 @@ def check_output_dir(path: str, key: str) -> None:
         raise ConfigError(f"{key}={path}: cannot be created, {existing} is not writable")
 
 
-def check_overrides(arguments: list[str]) -> str:
-    """Compose and validate every job that ``python -m regbench.train ARGUMENTS`` would run;
-    return the output folder (``hydra.sweep.dir`` of a multirun, else ``hydra.run.dir``).
+def check_overrides(arguments: list[str]) -> tuple[str, int | None]:
+    """Compose and validate every job that ``python -m regbench.train ARGUMENTS`` would run:
+    the command line's sweeps and, in a multirun, a preset's grid (``hydra.sweeper.params``,
+    which the command line overrides key by key, as Hydra's basic sweeper does). Return the
+    output folder (``hydra.sweep.dir`` of a multirun, else ``hydra.run.dir``) and the number of
+    jobs (None when a search plugin decides it).
 
     Raises ConfigError with one line for an unknown group option, an unknown key, a value of the
     wrong type or out of range, or an output folder that cannot be created. Hydra's own flags
@@ -80,13 +83,22 @@ def check_overrides(arguments: list[str]) -> str:
 
     multirun = "-m" in arguments or "--multirun" in arguments
     overrides = [a for a in arguments if "=" in a and not a.startswith("-")]
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except Exception as error:
-        raise ConfigError(_one_line(error)) from None
-    _check_group_choices(parsed)
+    parser = OverridesParser.create()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        for job in expand_jobs(parsed):
+        try:
+            parsed = parser.parse_overrides(overrides)
+            _check_group_choices(parsed)
+            base = compose(config_name="config", return_hydra_config=True, overrides=[
+                o.input_line for o in parsed if not o.is_sweep_override()])
+            grid = OmegaConf.select(base, "hydra.sweeper.params") if multirun else None
+            preset = [f"{key}={value}" for key, value in (grid or {}).items()]
+            parsed = parser.parse_overrides(preset + overrides) if preset else parsed
+        except ConfigError:
+            raise
+        except Exception as error:
+            raise ConfigError(_one_line(error)) from None
+        jobs = expand_jobs(parsed)
+        for job in jobs:
             try:
                 cfg = compose(config_name="config", overrides=job, return_hydra_config=True)
             except Exception as error:
@@ -95,4 +107,6 @@ def check_overrides(arguments: list[str]) -> str:
         key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         output_dir = str(OmegaConf.select(cfg, key))
         check_output_dir(output_dir, key)
-    return output_dir
+    searched = any(o.is_sweep_override() and not o.is_discrete_sweep() for o in parsed) or (
+        not str(base.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"))
+    return output_dir, None if searched else len(jobs)

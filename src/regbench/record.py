@@ -34,8 +34,9 @@ OPTIMIZER_PARAM_PREFIX = "optimizer_"
 TAG_REGULARIZER, TAG_MODEL, TAG_DATA, TAG_SEED = "regularizer", "model", "data", "seed"
 TAG_GIT_COMMIT, TAG_DATA_SHA256, TAG_ARM = "git_commit", "data_sha256", "arm"
 TAG_HOST, TAG_PID = "host", "pid"
+TAG_CONFIG_HASH = "config_hash"  # of the resolved config, result-neutral keys left out
 RUN_TAGS = (TAG_REGULARIZER, TAG_MODEL, TAG_DATA, TAG_SEED, TAG_GIT_COMMIT, TAG_DATA_SHA256,
-            TAG_ARM, TAG_HOST, TAG_PID)
+            TAG_ARM, TAG_HOST, TAG_PID, TAG_CONFIG_HASH)
 TAG_ERROR_TYPE, TAG_ERROR_MESSAGE = "error_type", "error_message"  # FAILED runs
 TAG_FAILURE, FAILURE_NAN_LOSS = "failure", "nan_loss"  # a diverged run
 TAG_KILLED_BY = "killed_by"  # closed by ``regbench-runs --stale --mark-killed``
@@ -47,6 +48,7 @@ TAG_SWEEP, SWEEP_PARENT, TAG_SWEEP_DIR, TAG_LAUNCHER = "sweep", "parent", "sweep
 PARAM_SWEEP_OVERRIDES = "sweep.overrides"
 CHILDREN_METRICS = {status: f"children_{status.lower()}" for status in STATUSES}
 CHILDREN_MISSING = "children_missing"  # jobs that failed before their run existed
+CHILDREN_SKIPPED = "children_skipped"  # jobs whose config already had a FINISHED run
 
 # metrics
 MONITORED = ("val_accuracy", "val_loss", "val_data_loss")  # allowed ``trainer.monitor`` values

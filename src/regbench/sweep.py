@@ -65,6 +65,67 @@ def find_parent_run(experiment_id: str, sweep_dir: str) -> str | None:
     return parents[0].info.run_id if parents else None
 
 
+def finished_run(experiment_id: str, config_hash: str) -> str | None:
+    """The id of a FINISHED run of the experiment with this config hash, or None."""
+    import mlflow
+
+    found = mlflow.MlflowClient().search_runs(
+        [experiment_id], f"tags.{record.TAG_CONFIG_HASH} = '{config_hash}' and "
+        f"attributes.status = '{record.FINISHED}'", max_results=1)
+    return found[0].info.run_id if found else None
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a job of a multirun learns from Hydra and the store before it trains."""
+
+    experiment_id: str
+    parent_run_id: str | None
+    threads: int | None
+    output_dir: Path
+
+
+def current_job(cfg: DictConfig) -> Job:
+    """The running Hydra job of a multirun: its experiment, parent run, threads, folder."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from regbench.store import use_store
+
+    hydra_cfg = HydraConfig.get()
+    experiment_id = use_store(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
+    return Job(experiment_id, find_parent_run(experiment_id, str(hydra_cfg.sweep.dir)),
+               job_threads(hydra_cfg.launcher), Path(hydra_cfg.runtime.output_dir))
+
+
+JOB_STATUS_FILE = "regbench_job_status"  # in each job's folder: finished, failed, killed, skipped
+SKIPPED = "skipped"
+SWEEP_JOBS_ENV, SWEEP_STARTED_ENV = "REGBENCH_SWEEP_JOBS", "REGBENCH_SWEEP_STARTED"
+
+
+def _statuses(sweep_dir: str | Path) -> list[str]:
+    return [path.read_text().strip() for path in Path(sweep_dir).glob(f"*/{JOB_STATUS_FILE}")]
+
+
+def end_job(job: Job, status: str) -> str:
+    """Record the job's outcome in its folder; return the sweep's progress line: jobs done of
+    the total, failed, skipped, elapsed and estimated time left (the total and the start come
+    from the launching process's environment; a Ray worker, which has neither, says less)."""
+    job.output_dir.mkdir(parents=True, exist_ok=True)
+    (job.output_dir / JOB_STATUS_FILE).write_text(status + "\n")
+    statuses = _statuses(job.output_dir.parent)
+    done, total = len(statuses), os.environ.get(SWEEP_JOBS_ENV, "?")
+    line = (f"[{done}/{total} jobs] {statuses.count(record.FAILED.lower())} failed, "
+            f"{statuses.count(SKIPPED)} skipped")
+    started = os.environ.get(SWEEP_STARTED_ENV)
+    if started:
+        elapsed = time.time() - float(started)
+        line += f", {elapsed / 60:.1f} min elapsed"
+        ran = done - statuses.count(SKIPPED)
+        if total.isdigit() and ran > 0:
+            line += f", about {elapsed / ran * (int(total) - done) / 60:.1f} min left"
+    return line
+
+
 @dataclass
 class SweepState:
     """The sweep this (launching) process runs: its parent run, set by the callback, and how it
@@ -126,17 +187,22 @@ def close_parent(interrupted: bool) -> str:
             client.set_terminated(child.info.run_id, record.KILLED)
     found = children()
     counts = {status: sum(c.info.status == status for c in found) for status in record.STATUSES}
-    missing = max(0, _job_folders(ACTIVE.sweep_dir) - len(found))
+    skipped = _statuses(ACTIVE.sweep_dir).count(SKIPPED)
+    missing = max(0, _job_folders(ACTIVE.sweep_dir) - len(found) - skipped)
     for status, count in counts.items():
         client.log_metric(ACTIVE.run_id, record.CHILDREN_METRICS[status], count)
     client.log_metric(ACTIVE.run_id, record.CHILDREN_MISSING, missing)
+    client.log_metric(ACTIVE.run_id, record.CHILDREN_SKIPPED, skipped)
     complete = counts[record.FINISHED] == len(found) and missing == 0
     ACTIVE.status = (record.KILLED if interrupted else
                      record.FINISHED if complete else record.FAILED)
     client.set_terminated(ACTIVE.run_id, ACTIVE.status)
+    jobs = len(found) + missing + skipped
     print(f"sweep parent run {ACTIVE.run_id} {ACTIVE.status}: {counts[record.FINISHED]} of "
-          f"{len(found) + missing} jobs finished"
-          + (f", {missing} failed before their run existed" if missing else ""), file=sys.stderr)
+          f"{jobs - skipped} jobs run finished"
+          + (f", {missing} failed before their run existed" if missing else "")
+          + (f"; skipped {skipped} of {jobs} jobs: already finished" if skipped else ""),
+          file=sys.stderr)
     return ACTIVE.status
 
 

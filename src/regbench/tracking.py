@@ -37,6 +37,21 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def config_hash(cfg) -> str:
+    """sha256 (first 16 hex digits) of the resolved config as sorted JSON, without the keys in
+    ``schema.RESULT_NEUTRAL_KEYS``: two runs with the same hash compute the same thing."""
+    import hashlib
+    import json
+
+    from omegaconf import OmegaConf
+
+    from regbench.schema import RESULT_NEUTRAL_KEYS
+
+    flat = flatten(OmegaConf.to_container(cfg, resolve=True))
+    kept = {key: value for key, value in flat.items() if key not in RESULT_NEUTRAL_KEYS}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def git_commit() -> str:
     """HEAD of the project's checkout, suffixed ``-dirty`` when tracked files are modified."""
     def git(*args):

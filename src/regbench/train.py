@@ -9,7 +9,9 @@ so ``--help`` and ``--cfg job`` stay fast.
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 import uuid
 
 import hydra
@@ -19,20 +21,6 @@ from regbench import cli, record
 from regbench.overrides import HYDRA_INFO_FLAGS, check_overrides
 from regbench.paths import CONF_DIR
 from regbench.validation import ConfigError
-
-
-def _job_context(cfg: DictConfig) -> tuple[str | None, int | None]:
-    """(parent run id, TensorFlow threads) of this Hydra job: both None outside a multirun."""
-    from regbench import store, sweep
-
-    if not sweep.in_sweep():
-        return None, None
-    from hydra.core.hydra_config import HydraConfig
-
-    hydra_cfg = HydraConfig.get()
-    experiment_id = store.use_store(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
-    return (sweep.find_parent_run(experiment_id, str(hydra_cfg.sweep.dir)),
-            sweep.job_threads(hydra_cfg.launcher))
 
 
 def _store_failures() -> tuple[type[BaseException], ...]:
@@ -46,18 +34,51 @@ def _store_failures() -> tuple[type[BaseException], ...]:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def hydra_entry(cfg: DictConfig) -> float:
+    """One run, or one job of a multirun (which records its outcome and prints the sweep's
+    progress)."""
+    from regbench import sweep
+
+    if not sweep.in_sweep():
+        return _train(cfg, parent_run_id=None, threads=None)
+    try:
+        job = sweep.current_job(cfg)
+    except Exception as error:
+        print(f"error: job failed before its run existed: {error}", file=sys.stderr)
+        return float("nan")
+    status = record.FAILED
+    try:
+        from regbench.tracking import config_hash
+
+        done = None if cfg.rerun else sweep.finished_run(job.experiment_id, config_hash(cfg))
+        if done:
+            status = sweep.SKIPPED
+            print(f"skipped: this config already has FINISHED run {done} (rerun=true trains "
+                  "it again)", file=sys.stderr)
+            return float("nan")
+        best = _train(cfg, job.parent_run_id, job.threads)
+        status = record.FINISHED if best == best else record.FAILED  # NaN: the job failed
+        return best
+    except (KeyboardInterrupt, SystemExit):
+        status = record.KILLED
+        raise
+    finally:
+        print(sweep.end_job(job, status.lower()), file=sys.stderr)
+
+
+def _train(cfg: DictConfig, parent_run_id: str | None, threads: int | None) -> float:
+    """Train and print the result line; errors as one line and an exit code, except in a
+    multirun, where a failed job returns NaN and the others go on."""
     from regbench.data import DataError
     from regbench.store import StoreError
     from regbench.sweep import in_sweep
 
     store_failures = _store_failures()
     try:
-        parent, threads = _job_context(cfg)
         cli.import_tensorflow_quietly()
         from regbench.training import train_and_evaluate
 
         with cli.signals_as_interrupt():
-            result = train_and_evaluate(cfg, parent_run_id=parent, threads=threads)
+            result = train_and_evaluate(cfg, parent_run_id=parent_run_id, threads=threads)
     except KeyboardInterrupt as interrupt:
         print(f"interrupted ({interrupt or 'Ctrl-C'}): the run is marked KILLED", file=sys.stderr)
         sys.exit(cli.EXIT_INTERRUPTED)
@@ -105,11 +126,16 @@ def main() -> None:
     multirun = "-m" in arguments or "--multirun" in arguments
     if not HYDRA_INFO_FLAGS.intersection(arguments):
         try:
-            output_dir = check_overrides(arguments)
+            output_dir, jobs = check_overrides(arguments)
         except ConfigError as error:
             cli.fail(str(error))
         if multirun and not any(a.startswith("hydra.sweep.dir=") for a in arguments):
             sys.argv.append(f"hydra.sweep.dir={output_dir}-{uuid.uuid4().hex[:8]}")
+        if multirun:
+            from regbench import sweep
+
+            os.environ[sweep.SWEEP_JOBS_ENV] = str(jobs or "?")
+            os.environ[sweep.SWEEP_STARTED_ENV] = str(time.time())
     if multirun:
         _run_sweep()
     else:

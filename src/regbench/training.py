@@ -129,7 +129,8 @@ def train_and_evaluate(cfg: DictConfig, parent_run_id: str | None = None,
     tags = {record.TAG_REGULARIZER: cfg.regularizer.name, record.TAG_MODEL: cfg.model.name,
             record.TAG_DATA: cfg.data.name, record.TAG_SEED: str(cfg.seed),
             record.TAG_GIT_COMMIT: tracking.git_commit(), record.TAG_DATA_SHA256: splits.sha256,
-            record.TAG_ARM: arm, **({record.PARENT_TAG: parent_run_id} if parent_run_id else {})}
+            record.TAG_ARM: arm, record.TAG_CONFIG_HASH: tracking.config_hash(cfg),
+            **({record.PARENT_TAG: parent_run_id} if parent_run_id else {})}
     name = record.run_name(arm, cfg.model.name, cfg.data.name, cfg.seed)
 
     with tracking.recorded_run(experiment_id, name, tags) as run:
