@@ -1,16 +1,19 @@
 # regbench: every target that needs the environment or the data provides it first.
 # Any key=value on the make line is a Hydra override: `make train regularizer=custom seed=3`.
-# Make-only variables (not passed to Hydra): ARGS (extra arguments), PY, seeds, quick, port, run, image.
+# Make-only variables (not passed to Hydra): ARGS (extra arguments), PY, seeds, quick, port,
+# pg_port, run, image, preset, rule.
 
 PY ?= python3.11
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MNIST := data/mnist.npz
-MAKE_ONLY := ARGS PY seeds quick port pg_port run image
+MAKE_ONLY := ARGS PY seeds quick port pg_port run image preset rule
 HYDRA_OVERRIDES := $(filter-out $(addsuffix =%,$(MAKE_ONLY)),$(MAKEOVERRIDES))
 ARGS ?=
 seeds ?= 5
+preset ?= path_mnist_small
+rule ?= best
 port ?= 5000
 pg_port ?= 54329
 TRACKING_URI = $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlruns/mlflow.db)
@@ -21,8 +24,8 @@ EXERCISE_TARGETS := --target 'val_accuracy>=0.85' --target 'accuracy<0.92'
 quote = '$(subst ','\'',$(1))'
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data test test-fast lint train sweep compare study exercise bench server runs ui \
-	serve predict clean
+.PHONY: help setup data test test-fast lint train sweep compare study exercise path tuned bench \
+	server runs ui serve predict clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -70,6 +73,14 @@ exercise: $(STAMP) $(MNIST) ## the L1/L2 exercise: l1_l2 at 1e-3 each, L1 alone 
 		regularizer.weight=1e-3 mlflow.experiment_name=$(EXERCISE_EXPERIMENT) $(HYDRA_OVERRIDES)
 	$(PYTHON) -m regbench.compare --experiment $(EXERCISE_EXPERIMENT) --reference l1_l2 \
 		$(EXERCISE_TARGETS) --out reports/$(EXERCISE_EXPERIMENT) $(ARGS)
+
+path: $(STAMP) $(MNIST) ## strength path preset=path_mnist_small|path_mnist|path_fashion, then its report
+	$(PYTHON) -m regbench.path run $(call quote,$(preset)) $(HYDRA_OVERRIDES)
+	$(PYTHON) -m regbench.path report $(call quote,$(preset)) $(ARGS)
+
+tuned: $(STAMP) $(MNIST) ## each regularizer at its path-selected strength (rule=best|1se) on seeds 100-104, compared
+	$(PYTHON) -m regbench.path tuned $(call quote,$(preset)) --rule $(call quote,$(rule)) \
+		$(HYDRA_OVERRIDES) $(ARGS)
 
 bench: $(STAMP) $(MNIST) ## the benchmark, written to bench/RESULTS.md (quick=1: synthetic, ~2 min)
 	$(PYTHON) bench/run.py $(if $(quick),--quick) $(ARGS)

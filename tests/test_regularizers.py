@@ -21,22 +21,25 @@ def kernel(shape, seed, dtype=tf.float32):
     return tf.constant(np.random.default_rng(seed).normal(0, 0.05, size=shape), dtype)
 
 
+@pytest.mark.parametrize("mode", ["rows", "columns"])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_fast_and_naive_penalties_agree(shape):
+def test_fast_and_naive_penalties_agree(shape, mode):
     w = kernel(shape, seed=sum(shape))
-    fast, naive = float(redundancy_penalty(w)), float(redundancy_penalty_naive(w))
+    fast, naive = float(redundancy_penalty(w, mode=mode)), float(
+        redundancy_penalty_naive(w, mode=mode))
     assert naive > 0
     assert fast == pytest.approx(naive, rel=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["rows", "columns"])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_fast_and_naive_gradients_agree(shape):
+def test_fast_and_naive_gradients_agree(shape, mode):
     # float64: in float32 both gradients carry round-off of the order of their smallest entries
     w = tf.Variable(kernel(shape, seed=1 + sum(shape), dtype=tf.float64))
     grads = []
     for penalty in (redundancy_penalty, redundancy_penalty_naive):
         with tf.GradientTape() as tape:
-            value = penalty(w)
+            value = penalty(w, mode=mode)
         grads.append(tape.gradient(value, w).numpy())
     scale = np.abs(grads[1]).max()
     assert scale > 0
@@ -63,9 +66,20 @@ def test_elastic_net_is_l1l2_with_one_strength_and_a_mix():
 
 
 def test_config_round_trip():
-    reg = RedundancyRegularizer(weight=3e-3, eps=1e-6)
+    reg = RedundancyRegularizer(weight=3e-3, eps=1e-6, mode="columns")
     again = RedundancyRegularizer.from_config(reg.get_config())
-    assert again.get_config() == {"weight": 3e-3, "eps": 1e-6}
+    assert again.get_config() == {"weight": 3e-3, "eps": 1e-6, "mode": "columns"}
+
+
+def test_columns_mode_normalises_each_units_incoming_weights():
+    w = np.array([[1.0, -1.0, 2.0], [0.0, 3.0, 1.0]])
+    xn = np.abs(w) / (np.abs(w).sum(axis=0, keepdims=True) + 1e-8)
+    c = xn.T @ xn
+    expected = 0.5 * (c.sum() - np.trace(c)) / 9
+    penalty = RedundancyRegularizer(weight=0.5, mode="columns")(tf.constant(w))
+    assert float(penalty) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="mode must be one of rows, columns"):
+        RedundancyRegularizer(mode="diagonal")
 
 
 @pytest.mark.parametrize("arguments, name", [

@@ -55,13 +55,13 @@ def test_six_parallel_jobs_on_sqlite_all_finish_complete(tmp_path):
 
 
 def test_a_failed_job_fails_its_run_and_not_the_sweep(tmp_path):
-    parent, children = sweep(tmp_path, "model.input_dim=784,100,784", "seed=0", exit_code=1)
+    parent, children = sweep(tmp_path, "model.input_dim=784,100", "seed=0,1", exit_code=1)
     statuses = sorted(children["status"])
-    assert statuses == ["FAILED", "FINISHED", "FINISHED"]
+    assert statuses == ["FAILED", "FAILED", "FINISHED", "FINISHED"]
     failed = children[children["status"] == "FAILED"].iloc[0]
     assert failed["params.model.input_dim"] == "100" and failed["tags.error_type"] == "ValueError"
     assert parent["status"] == "FAILED"
-    assert (parent["metrics.children_failed"], parent["metrics.children_finished"]) == (1, 2)
+    assert (parent["metrics.children_failed"], parent["metrics.children_finished"]) == (2, 2)
     assert parent["tags.host"] and parent["tags.pid"].isdigit()
 
 

@@ -39,24 +39,29 @@ def parse_margins(items: list[str]) -> dict[str, float]:
     return margins
 
 
-def log_comparison(comparison, paths: list[Path], tracking_uri: str | None, experiment: str,
-                   filter_string: str | None) -> str:
-    """Log the report files as a run of COMPARISONS_EXPERIMENT; return its run id."""
+def log_report(paths: list[Path], tracking_uri: str | None, run_name: str,
+               tags: dict[str, str]) -> str:
+    """Log report files as a run of COMPARISONS_EXPERIMENT with ``tags``; return its id."""
     import mlflow
 
     from regbench.store import use_store
 
     experiment_id = use_store(tracking_uri, COMPARISONS_EXPERIMENT)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
+        for path in paths:
+            mlflow.log_artifact(str(path))
+    return run.info.run_id
+
+
+def log_comparison(comparison, paths: list[Path], tracking_uri: str | None, experiment: str,
+                   filter_string: str | None) -> str:
+    """Log a comparison's report, tagged with the runs it compared; return the run id."""
     ids = ",".join(comparison.runs["run_id"])
     tags = {"compared_experiment": experiment, "reference_arm": comparison.reference,
             "filter": filter_string or "", "compared_runs": str(len(comparison.runs)),
             "compared_run_ids": ids if len(ids) <= MAX_TAG_LENGTH else
             "too many for a tag: see compared_run_ids.txt"}
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"compare-{experiment}",
-                          tags=tags) as run:
-        for path in paths:
-            mlflow.log_artifact(str(path))
-    return run.info.run_id
+    return log_report(paths, tracking_uri, f"compare-{experiment}", tags)
 
 
 def main(argv: list[str] | None = None) -> int:

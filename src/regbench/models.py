@@ -71,6 +71,32 @@ def compile_classifier(model: keras.Model, trainer_cfg) -> keras.Model:
     return model
 
 
+def penalty_shares(model: keras.Model, x, y) -> tuple[float, float]:
+    """How much the regularizer weighs in the loss and in its gradient, on examples ``x, y``
+    at the model's current weights (inference mode: no dropout)::
+
+        loss share     = penalty / (data_loss + penalty)
+        gradient share = ||d penalty / dW|| / ||d data_loss / dW||
+
+    with W all the regularized kernels and ||.|| the global L2 norm. A penalty can be a large
+    share of the loss yet a negligible share of the gradient (its value mostly a constant);
+    only the gradient share says how hard it pulls on the weights. (0, 0) without a
+    regularizer."""
+    import tensorflow as tf
+
+    kernels = [layer.kernel for layer in model.layers
+               if getattr(layer, "kernel_regularizer", None) is not None]
+    if not kernels:
+        return 0.0, 0.0
+    loss = keras.losses.SparseCategoricalCrossentropy()
+    with tf.GradientTape(persistent=True) as tape:
+        data_loss = loss(y, model(x, training=False))
+        penalty = ops.sum(ops.stack(model.losses))
+    data_gradient = tf.linalg.global_norm(tape.gradient(data_loss, kernels))
+    penalty_gradient = tf.linalg.global_norm(tape.gradient(penalty, kernels))
+    return (float(penalty / (data_loss + penalty)), float(penalty_gradient / data_gradient))
+
+
 def inference_copy(model: keras.Model) -> keras.Sequential:
     """The same layers and weights as a plain ``keras.Sequential`` without regularizers or the
     penalty metric: what a prediction needs, loadable and servable where regbench is not

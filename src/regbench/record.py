@@ -59,8 +59,11 @@ TEST_ACCURACY, TEST_DATA_LOSS = "test_accuracy", "test_data_loss"
 TEST_TOTAL_LOSS, TEST_PENALTY = "test_total_loss", "test_penalty"
 TEST_ECE, TEST_BRIER = "test_ece", "test_brier"
 BEST_EPOCH, EPOCHS_TRAINED, TRAIN_SECONDS = "best_epoch", "epochs_trained", "train_seconds"
+# the regularizer's weight at the end of training, on training examples (models.penalty_shares)
+PENALTY_LOSS_SHARE, PENALTY_GRADIENT_SHARE = "penalty_loss_share", "penalty_gradient_share"
 FINAL_METRICS = (TEST_ACCURACY, TEST_DATA_LOSS, TEST_TOTAL_LOSS, TEST_PENALTY, TEST_ECE,
-                 TEST_BRIER, BEST_EPOCH, EPOCHS_TRAINED, TRAIN_SECONDS)
+                 TEST_BRIER, BEST_EPOCH, EPOCHS_TRAINED, TRAIN_SECONDS, PENALTY_LOSS_SHARE,
+                 PENALTY_GRADIENT_SHARE)
 
 # artifacts
 CONFIG_ARTIFACT = "config.yaml"

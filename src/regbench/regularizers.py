@@ -3,7 +3,8 @@
 For a Dense kernel W of shape (in, out)::
 
     X  = |W|
-    Xn = X / (row sums of X + eps)          # each input's outgoing weights sum to 1
+    Xn = X / (row sums of X + eps)          # each input's outgoing weights sum to 1 (mode rows;
+                                            # mode columns: column sums, each unit's inputs)
     C  = Xn^T Xn                            # (out, out) overlap between output units
     penalty = weight * mean(C - diag(C))    # mean over all out*out entries, diagonal zeroed
 
@@ -33,24 +34,28 @@ def _finite_float(value, name: str, positive: bool = False) -> float:
     return float(value)
 
 
-def _normalise(kernel, eps):
-    """Xn = |W| / (row sums of |W| + eps)."""
+MODES = {"rows": 1, "columns": 0}  # mode -> the axis whose sums normalise |W|
+
+
+def _normalise(kernel, eps, mode="rows"):
+    """Xn = |W| / (sums of |W| + eps): each row sums to 1 (``rows``: an input's outgoing
+    weights) or each column (``columns``: an output unit's incoming weights)."""
     magnitude = ops.abs(kernel)
-    return magnitude / (ops.sum(magnitude, axis=1, keepdims=True) + eps)
+    return magnitude / (ops.sum(magnitude, axis=MODES[mode], keepdims=True) + eps)
 
 
-def redundancy_penalty(kernel, eps=_EPS_DEFAULT):
+def redundancy_penalty(kernel, eps=_EPS_DEFAULT, mode="rows"):
     """mean of the off-diagonal entries of Xn^T Xn via the O(in*out) identity (unweighted)."""
-    xn = _normalise(kernel, eps)
+    xn = _normalise(kernel, eps, mode)
     out = ops.cast(ops.shape(kernel)[1], xn.dtype)
     all_entries = ops.sum(ops.square(ops.sum(xn, axis=1)))
     diagonal = ops.sum(ops.square(xn))
     return (all_entries - diagonal) / (out * out)
 
 
-def redundancy_penalty_naive(kernel, eps=_EPS_DEFAULT):
+def redundancy_penalty_naive(kernel, eps=_EPS_DEFAULT, mode="rows"):
     """The notebook's form: build C = Xn^T Xn, zero its diagonal, take the mean (unweighted)."""
-    xn = _normalise(kernel, eps)
+    xn = _normalise(kernel, eps, mode)
     cross = ops.matmul(ops.transpose(xn), xn)
     off_diagonal = cross - ops.diag(ops.diagonal(cross))
     return ops.mean(off_diagonal)
@@ -66,24 +71,32 @@ class RedundancyRegularizer(keras.regularizers.Regularizer):
 
     Args:
         weight: strength of the penalty, a finite float >= 0.
-        eps: added to each row sum so that an all-zero row does not divide by zero; a finite
-            float > 0.
+        eps: added to each row (column) sum so that an all-zero row does not divide by zero; a
+            finite float > 0.
+        mode: ``rows`` (the seed notebook's: each input's outgoing weights sum to 1, so most of
+            the penalty's value is the constant ``in / out^2`` and its gradient is small) or
+            ``columns`` (each output unit's incoming weights sum to 1, which is most likely what
+            the notebook meant: the overlap between output units' input profiles). The
+            O(in*out) identity holds in both.
 
     The kernel must have rank 2 (a Dense kernel); the penalty has the kernel's dtype.
     """
 
-    def __init__(self, weight=1e-4, eps=_EPS_DEFAULT):
+    def __init__(self, weight=1e-4, eps=_EPS_DEFAULT, mode="rows"):
         self.weight = _finite_float(weight, "weight")
         self.eps = _finite_float(eps, "eps", positive=True)
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got mode={mode!r}")
+        self.mode = mode
 
     def __call__(self, x):
         if len(x.shape) != 2:
             raise ValueError(f"RedundancyRegularizer applies to rank-2 (Dense) kernels, got a "
                              f"kernel of shape {tuple(x.shape)}")
-        return ops.cast(self.weight, x.dtype) * redundancy_penalty(x, self.eps)
+        return ops.cast(self.weight, x.dtype) * redundancy_penalty(x, self.eps, self.mode)
 
     def get_config(self):
-        return {"weight": self.weight, "eps": self.eps}
+        return {"weight": self.weight, "eps": self.eps, "mode": self.mode}
 
 
 @keras.saving.register_keras_serializable(package="regbench")

@@ -102,8 +102,10 @@ SKIPPED = "skipped"
 SWEEP_JOBS_ENV, SWEEP_STARTED_ENV = "REGBENCH_SWEEP_JOBS", "REGBENCH_SWEEP_STARTED"
 
 
-def _statuses(sweep_dir: str | Path) -> list[str]:
-    return [path.read_text().strip() for path in Path(sweep_dir).glob(f"*/{JOB_STATUS_FILE}")]
+def _statuses(sweep_dir: str | Path, since: float = 0.0) -> list[str]:
+    """The outcomes the sweep's jobs recorded (since ``since``, as for _job_folders)."""
+    return [path.read_text().strip() for path in Path(sweep_dir).glob(f"*/{JOB_STATUS_FILE}")
+            if path.stat().st_mtime >= since]
 
 
 def end_job(job: Job, status: str) -> str:
@@ -112,11 +114,11 @@ def end_job(job: Job, status: str) -> str:
     from the launching process's environment; a Ray worker, which has neither, says less)."""
     job.output_dir.mkdir(parents=True, exist_ok=True)
     (job.output_dir / JOB_STATUS_FILE).write_text(status + "\n")
-    statuses = _statuses(job.output_dir.parent)
+    started = os.environ.get(SWEEP_STARTED_ENV)
+    statuses = _statuses(job.output_dir.parent, float(started or 0))
     done, total = len(statuses), os.environ.get(SWEEP_JOBS_ENV, "?")
     line = (f"[{done}/{total} jobs] {statuses.count(record.FAILED.lower())} failed, "
             f"{statuses.count(SKIPPED)} skipped")
-    started = os.environ.get(SWEEP_STARTED_ENV)
     if started:
         elapsed = time.time() - float(started)
         line += f", {elapsed / 60:.1f} min elapsed"
@@ -134,14 +136,17 @@ class SweepState:
     run_id: str | None = None
     sweep_dir: str | None = None
     status: str | None = None
+    started: float = 0.0  # time.time() at the sweep's start
 
 
 ACTIVE = SweepState()
 
 
-def _job_folders(sweep_dir: str) -> int:
-    """How many jobs the sweep launched: Hydra gives each a folder with its ``.hydra`` record."""
-    return len(list(Path(sweep_dir).glob("*/.hydra")))
+def _job_folders(sweep_dir: str, since: float) -> int:
+    """How many jobs the sweep launched: Hydra writes each a ``.hydra/config.yaml`` (written
+    after ``since``: an earlier sweep given the same folder does not count)."""
+    return sum(path.stat().st_mtime >= since
+               for path in Path(sweep_dir).glob("*/.hydra/config.yaml"))
 
 
 def _stop_children(client, children) -> None:
@@ -187,8 +192,8 @@ def close_parent(interrupted: bool) -> str:
             client.set_terminated(child.info.run_id, record.KILLED)
     found = children()
     counts = {status: sum(c.info.status == status for c in found) for status in record.STATUSES}
-    skipped = _statuses(ACTIVE.sweep_dir).count(SKIPPED)
-    missing = max(0, _job_folders(ACTIVE.sweep_dir) - len(found) - skipped)
+    skipped = _statuses(ACTIVE.sweep_dir, ACTIVE.started).count(SKIPPED)
+    missing = max(0, _job_folders(ACTIVE.sweep_dir, ACTIVE.started) - len(found) - skipped)
     for status, count in counts.items():
         client.log_metric(ACTIVE.run_id, record.CHILDREN_METRICS[status], count)
     client.log_metric(ACTIVE.run_id, record.CHILDREN_MISSING, missing)
@@ -226,6 +231,7 @@ class MlflowSweepCallback(Callback):
         client.log_param(parent.info.run_id, record.PARAM_SWEEP_OVERRIDES,
                          " ".join(overrides)[:6000])
         ACTIVE.run_id, ACTIVE.sweep_dir, ACTIVE.status = parent.info.run_id, sweep_dir, None
+        ACTIVE.started = time.time() - 1  # file times can be a little coarse
         print(f"sweep parent run {ACTIVE.run_id}", file=sys.stderr)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

@@ -58,14 +58,20 @@ def configure_tensorflow(seed: int, deterministic: bool, threads: int | None) ->
         tf.config.experimental.enable_op_determinism()
 
 
+SHARE_EXAMPLES = 1024  # training examples on which the penalty's shares are measured
+
+
 def _final_metrics(model, splits, history: dict, early_stop, seconds: float):
-    """The contract's FINAL_METRICS of a fitted model (one pass over test), and its test
-    predictions."""
+    """The contract's FINAL_METRICS of a fitted model (one pass over test, the penalty's
+    shares on the first SHARE_EXAMPLES training examples), and its test predictions."""
     from regbench.metrics import brier_score, expected_calibration_error
+    from regbench.models import penalty_shares
 
     test = model.evaluate(splits.x_test, splits.y_test, batch_size=1024, verbose=0,
                           return_dict=True)
     probs = model.predict(splits.x_test, batch_size=1024, verbose=0)
+    loss_share, gradient_share = penalty_shares(model, splits.x_train[:SHARE_EXAMPLES],
+                                                splits.y_train[:SHARE_EXAMPLES])
     metrics = {
         record.TEST_ACCURACY: test["accuracy"],
         record.TEST_DATA_LOSS: test["data_loss"],
@@ -76,6 +82,8 @@ def _final_metrics(model, splits, history: dict, early_stop, seconds: float):
         record.BEST_EPOCH: early_stop.best_epoch + 1,
         record.EPOCHS_TRAINED: len(history["loss"]),
         record.TRAIN_SECONDS: seconds,
+        record.PENALTY_LOSS_SHARE: loss_share,
+        record.PENALTY_GRADIENT_SHARE: gradient_share,
     }
     return {key: float(value) for key, value in metrics.items()}, probs
 

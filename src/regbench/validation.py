@@ -87,6 +87,8 @@ def _check_regularizer(cfg: DictConfig) -> None:
     for key, value in OmegaConf.to_container(kernel, resolve=True).items():
         require(isinstance(value, (int, float, str, bool)), f"regularizer.kernel.{key}", value,
                 "must be a number or a string")
+    require(kernel.get("mode", "rows") in ("rows", "columns"), "regularizer.kernel.mode",
+            kernel.get("mode"), "allowed are rows, columns")
 
 
 def _check_data(cfg: DictConfig) -> int:

@@ -1,0 +1,233 @@
+"""Strength paths: every regularizer over a log grid of strengths, chosen on validation.
+
+``python -m regbench.path run PRESET`` trains, for each regularizer in GRIDS, one multirun of
+its grid x the preset's seeds (plus the ``none`` arm) into the experiment named PRESET; finished
+jobs are skipped, so an interrupted path resumes. ``report`` reads the experiment and, per
+regularizer, selects a strength on the validation metrics of the selection seeds only:
+
+* best:   the strength with the highest mean (over seeds) best-epoch validation accuracy;
+* 1-SE:   the strongest strength whose mean is within one standard error (sd / sqrt(n), of
+          the best strength's seeds) of the best, as glmnet's ``lambda.1se``.
+
+``tuned`` trains each regularizer at its selected strength, and ``none``, on fresh seeds that took
+no part in the selection, into ``PRESET-tuned``, and compares them with ``none`` (paired by seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+from regbench import cli, record
+from regbench.paths import REPORTS_DIR
+
+GRIDS = {  # regularizer option -> regularizer.weight values; each reaches a gradient share > 1
+    "l1": (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1),
+    "l2": (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1),
+    "l1_l2": (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1),
+    "orthogonal": (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0),
+    "custom": (1e-2, 1.0, 1e2, 1e4, 1e5, 1e6),
+    "custom_columns": (1e-2, 1.0, 1e2, 1e4, 1e5, 1e6),
+}
+SELECTION_SEEDS = (0, 1, 2)
+TUNED_SEEDS = (100, 101, 102, 103, 104)
+RULES = ("best", "1se")
+CONTROL = "none"
+
+
+def train_commands(preset: str, grids: dict[str, tuple[float, ...]], seeds: tuple[int, ...],
+                   experiment: str, extra: tuple[str, ...] = ()) -> list[list[str]]:
+    """One ``regbench.train`` multirun per regularizer (its grid x seeds) and one for none."""
+    base = [sys.executable, "-m", "regbench.train", "-m", f"experiment={preset}",
+            f"mlflow.experiment_name={experiment}", f"seed={','.join(map(str, seeds))}", *extra]
+    commands = [[*base, f"regularizer={option}",
+                 f"regularizer.weight={','.join(f'{w:g}' for w in grid)}"]
+                for option, grid in grids.items()]
+    return [*commands, [*base, f"regularizer={CONTROL}"]]
+
+
+def run_all(commands: list[list[str]]) -> int:
+    """Run the commands one after another; the worst exit code (130 stops at once)."""
+    worst = 0
+    for command in commands:
+        code = subprocess.run(command).returncode
+        if code == cli.EXIT_INTERRUPTED:
+            return code
+        worst = max(worst, code)
+    return worst
+
+
+@dataclass(frozen=True)
+class PathPoint:
+    """One strength of one regularizer: per selection seed, its best-epoch validation accuracy
+    and test data loss; the mean shares of the penalty at the end of training."""
+
+    strength: float
+    seeds: tuple[int, ...]
+    val_accuracy: np.ndarray
+    test_data_loss: np.ndarray
+    loss_share: float
+    gradient_share: float
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.val_accuracy))
+
+    @property
+    def standard_error(self) -> float:
+        n = len(self.val_accuracy)
+        return float(np.std(self.val_accuracy, ddof=1) / np.sqrt(n)) if n > 1 else np.nan
+
+
+@dataclass(frozen=True)
+class Selection:
+    regularizer: str
+    best: PathPoint
+    one_se: PathPoint
+
+    def chosen(self, rule: str) -> PathPoint:
+        return self.best if rule == "best" else self.one_se
+
+
+def select(regularizer: str, points: list[PathPoint]) -> Selection:
+    """The best strength (highest mean validation accuracy) and the 1-SE strength (the
+    strongest within one standard error of the best); never looks at test metrics."""
+    best = max(points, key=lambda p: p.mean)
+    margin = 0.0 if np.isnan(best.standard_error) else best.standard_error
+    within = [p for p in points if p.mean >= best.mean - margin]
+    return Selection(regularizer, best, max(within, key=lambda p: p.strength))
+
+
+def t_interval(values: np.ndarray) -> tuple[float, float]:
+    """95% t-interval of the mean over seeds (NaN with fewer than two)."""
+    if len(values) < 2:
+        return np.nan, np.nan
+    half = scipy_stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / np.sqrt(
+        len(values))
+    return float(np.mean(values) - half), float(np.mean(values) + half)
+
+
+def path_points(runs: pd.DataFrame, best_val: dict[str, float]) -> dict[str, list[PathPoint]]:
+    """Group the runs of a path by regularizer and strength (``none`` has one point at 0)."""
+    runs = runs.assign(best_val=runs["run_id"].map(best_val),
+                       strength=pd.to_numeric(runs.get("params.regularizer.weight"),
+                                              errors="coerce").fillna(0.0))
+    points: dict[str, list[PathPoint]] = {}
+    for (name, strength), group in runs.groupby([f"tags.{record.TAG_REGULARIZER}", "strength"]):
+        group = group.sort_values("seed")
+        points.setdefault(name, []).append(PathPoint(
+            float(strength), tuple(int(s) for s in group["seed"]),
+            group["best_val"].to_numpy(float),
+            group[f"metrics.{record.TEST_DATA_LOSS}"].to_numpy(float),
+            float(group[f"metrics.{record.PENALTY_LOSS_SHARE}"].mean()),
+            float(group[f"metrics.{record.PENALTY_GRADIENT_SHARE}"].mean())))
+    return {name: sorted(p, key=lambda p: p.strength) for name, p in points.items()}
+
+
+def markdown(points: dict[str, list[PathPoint]], selections: list[Selection]) -> str:
+    lines = ["Selected strengths (on the selection seeds' best-epoch validation accuracy only):",
+             "", "| regularizer | best | val accuracy | 1-SE rule | val accuracy | seeds |",
+             "|---|---|---|---|---|---|"]
+    for s in selections:
+        lines.append(f"| {s.regularizer} | {s.best.strength:g} | {s.best.mean:.4f} | "
+                     f"{s.one_se.strength:g} | {s.one_se.mean:.4f} | "
+                     f"{' '.join(map(str, s.best.seeds))} |")
+    lines += ["", "| regularizer | strength | seeds | val accuracy [95% CI] | test data loss | "
+              "penalty share of loss | of gradient |", "|---|---|---|---|---|---|---|"]
+    for name, path in points.items():
+        for p in path:
+            low, high = t_interval(p.val_accuracy)
+            interval = "" if np.isnan(low) else f" [{low:.4f}, {high:.4f}]"
+            lines.append(f"| {name} | {p.strength:g} | {len(p.seeds)} | {p.mean:.4f}{interval} | "
+                         f"{np.mean(p.test_data_loss):.4f} | {p.loss_share:.3g} | "
+                         f"{p.gradient_share:.3g} |")
+    return "\n".join(lines) + "\n"
+
+
+def selection_markdown(selections: list[Selection], rule: str) -> str:
+    """What the tuned comparison trains: per regularizer the strength ``rule`` chose and the
+    seeds it was chosen on (the tuned runs use TUNED_SEEDS, which took no part)."""
+    lines = [f"Strengths chosen by the {rule} rule on validation, trained again on seeds "
+             f"{' '.join(map(str, TUNED_SEEDS))}:", "",
+             "| regularizer | strength | chosen on seeds | mean val accuracy there |",
+             "|---|---|---|---|"]
+    for s in selections:
+        point = s.chosen(rule)
+        lines.append(f"| {s.regularizer} | {point.strength:g} | "
+                     f"{' '.join(map(str, point.seeds))} | {point.mean:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(points: dict[str, list[PathPoint]], selections: list[Selection], path: Path) -> Path:
+    """Per regularizer: validation accuracy and test data loss against strength (95% bands
+    over seeds, ``none`` as a horizontal band, selections marked), and the penalty's shares."""
+    from regbench.plots import plot_strength_paths
+
+    return plot_strength_paths(points, {s.regularizer: s for s in selections}, CONTROL, path)
+
+
+def report(experiment: str, out: Path) -> tuple[list[Selection], list[Path]]:
+    """Read the path experiment, select per regularizer, write path.md and path.png."""
+    from regbench import query
+
+    recorded = query.fetch_runs(experiment, None).runs
+    curves = query.metric_curves(list(recorded["run_id"]))
+    best_val = {run_id: max(c.get("val_accuracy", [np.nan])) for run_id, c in curves.items()}
+    points = path_points(recorded, best_val)
+    selections = [select(name, path) for name, path in points.items() if name != CONTROL]
+    out.mkdir(parents=True, exist_ok=True)
+    text = out / "path.md"
+    text.write_text(markdown(points, selections))
+    return selections, [text, plot(points, selections, out / "path.png")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("step", choices=("run", "report", "tuned"))
+    parser.add_argument("preset", help="an experiment preset, e.g. path_mnist_small; also the "
+                        "name of the MLflow experiment")
+    parser.add_argument("--rule", choices=RULES, default="best", help="selection for tuned")
+    parser.add_argument("--tracking-uri", default=None)
+    parser.add_argument("--out", type=Path, default=None, help="default: reports/<preset>")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
+    args = parser.parse_intermixed_args(argv)
+    extra = (*args.overrides,
+             *([f"mlflow.tracking_uri={args.tracking_uri}"] if args.tracking_uri else []))
+    if args.step == "run":
+        return run_all(train_commands(args.preset, GRIDS, SELECTION_SEEDS, args.preset, extra))
+
+    from regbench import compare, query, store
+
+    try:
+        store.connect(args.tracking_uri)
+        selections, paths = report(args.preset, args.out or REPORTS_DIR / args.preset)
+    except (query.CompareError, store.StoreError) as error:
+        cli.fail(str(error), code=1)
+    if args.step == "report":
+        run_id = compare.log_report(paths, args.tracking_uri, f"path-{args.preset}",
+                                    {"compared_experiment": args.preset, "report": "path"})
+        print(paths[0].read_text(), end="")
+        print(f"report: {paths[0].parent}/ (path.md, path.png), logged as run {run_id}")
+        return 0
+    tuned = f"{args.preset}-tuned"
+    grids = {s.regularizer: (s.chosen(args.rule).strength,) for s in selections}
+    code = run_all(train_commands(args.preset, grids, TUNED_SEEDS, tuned, extra))
+    if code == cli.EXIT_INTERRUPTED:
+        return code
+    out = REPORTS_DIR / tuned
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "selection.md").write_text(selection_markdown(selections, args.rule))
+    print(selection_markdown(selections, args.rule))
+    return compare.main(["--experiment", tuned, "--reference", CONTROL, "--out", str(out),
+                         *(["--tracking-uri", args.tracking_uri] if args.tracking_uri else [])])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

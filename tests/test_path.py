@@ -1,0 +1,72 @@
+"""Strength paths: selection on validation only, and a tiny path, report and tuned step."""
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from helpers import sqlite_uri
+from regbench import compare, path, query, record
+
+
+def point(strength, val, loss=0.1):
+    return path.PathPoint(strength, (0, 1, 2), np.array(val), np.full(3, loss), 0.1, 0.1)
+
+
+def test_best_and_one_standard_error_rules():
+    points = [point(1e-4, [0.90, 0.91, 0.92]), point(1e-3, [0.93, 0.94, 0.95]),
+              point(1e-2, [0.925, 0.935, 0.945]), point(1e-1, [0.80, 0.81, 0.82])]
+    chosen = path.select("l2", points)
+    # best 1e-3 (mean 0.94, SE 0.00577); 1e-2 (0.935) is within one SE and stronger
+    assert chosen.best.strength == 1e-3 and chosen.one_se.strength == 1e-2
+
+
+def record_path_run(experiment_id, strength, seed, val_accuracy, test_loss):
+    client = MlflowClient()
+    run = client.create_run(experiment_id, tags={record.TAG_ARM: f"l2-{strength:g}",
+                                                 record.TAG_REGULARIZER: "l2"})
+    client.log_param(run.info.run_id, "regularizer.weight", str(strength))
+    client.log_param(run.info.run_id, record.PARAM_SEED, str(seed))
+    for epoch, value in enumerate([val_accuracy - 0.05, val_accuracy, val_accuracy - 0.01]):
+        client.log_metric(run.info.run_id, "val_accuracy", value, step=epoch)
+    for key, value in {record.TEST_DATA_LOSS: test_loss, record.PENALTY_LOSS_SHARE: 0.1,
+                       record.PENALTY_GRADIENT_SHARE: 0.2}.items():
+        client.log_metric(run.info.run_id, key, value)
+    client.set_terminated(run.info.run_id)
+
+
+def test_the_strength_is_chosen_on_validation_never_on_test(tmp_path):
+    """1e-3 is best on validation, 1e-2 on test: 1e-3 is chosen."""
+    mlflow.set_tracking_uri(sqlite_uri(tmp_path))
+    experiment_id = mlflow.create_experiment("path", artifact_location=(tmp_path / "a").as_uri())
+    for seed in (0, 1, 2):
+        record_path_run(experiment_id, 1e-3, seed, 0.95 + seed * 1e-3, test_loss=0.30)
+        record_path_run(experiment_id, 1e-2, seed, 0.90 + seed * 1e-3, test_loss=0.05)
+    selections, paths = path.report("path", tmp_path / "report")
+    assert [s.best.strength for s in selections] == [1e-3]
+    assert selections[0].best.mean == pytest.approx(0.951)  # the best epoch's, not the last
+    assert {p.name for p in paths} == {"path.md", "path.png"}
+
+
+def test_a_tiny_path_its_report_and_the_tuned_comparison(tmp_path, capsys):
+    uri = sqlite_uri(tmp_path)
+    extra = ("data=synthetic", "trainer=smoke", "model=mlp_small", f"mlflow.tracking_uri={uri}",
+             f"hydra.sweep.dir={tmp_path / 'multirun'}")
+    grids = {"l2": (1e-4, 1e-3, 1e-2), "custom_columns": (1e-2, 1.0, 100.0)}
+    commands = path.train_commands("path_mnist_small", grids, (0, 1), "tiny", extra)
+    assert len(commands) == 3 and path.run_all(commands) == 0
+    mlflow.set_tracking_uri(uri)
+    selections, _ = path.report("tiny", tmp_path / "report")
+    assert {s.regularizer for s in selections} == {"l2", "custom_columns"}
+    assert all(s.best.seeds == (0, 1) for s in selections)
+    text = (tmp_path / "report" / "path.md").read_text()
+    assert "| custom_columns | 100 | 2 |" in text and "| none | 0 | 2 |" in text
+    tuned = {s.regularizer: (s.chosen("1se").strength,) for s in selections}
+    extra = (*extra[:-1], f"hydra.sweep.dir={tmp_path / 'tuned'}")
+    assert path.run_all(path.train_commands("path_mnist_small", tuned, (100, 101), "tiny-tuned",
+                                            extra)) == 0
+    assert compare.main(["--experiment", "tiny-tuned", "--reference", "none", "--tracking-uri",
+                         uri, "--out", str(tmp_path / "tuned"), "--no-log"]) == 0
+    arms = set(query.fetch_runs("tiny-tuned", None).runs["arm"])
+    assert arms == {"none", *(f"{name}-{strength:g}" for name, (strength,) in tuned.items())}
+    assert "| paired | 2/2 |" in capsys.readouterr().out
