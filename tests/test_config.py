@@ -151,7 +151,7 @@ def test_a_config_cannot_run_arbitrary_code(tmp_path):
 
 
 @pytest.mark.parametrize("overrides, key", [
-    (["regularizer=bogus"], "regularizer=bogus: unknown option; allowed are custom, l1"),
+    (["regularizer=bogus"], "regularizer=bogus: unknown option; allowed are custom, custom_c"),
     (["trainer.epochs=0"], "trainer.epochs=0"),
     (["regularizer.weight=-1"], "regularizer.weight=-1"),
     (["regularizer=l1_l2", "regularizer.l1_ratio=-0.5"], "regularizer.l1_ratio=-0.5"),
