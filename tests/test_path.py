@@ -46,6 +46,8 @@ def test_the_strength_is_chosen_on_validation_never_on_test(tmp_path):
     assert [s.best.strength for s in selections] == [1e-3]
     assert selections[0].best.mean == pytest.approx(0.951)  # the best epoch's, not the last
     assert {p.name for p in paths} == {"path.md", "path.png"}
+    assert "l2's best strength 0.001 is at the edge of its grid" in (
+        tmp_path / "report" / "path.md").read_text()
 
 
 def test_a_tiny_path_its_report_and_the_tuned_comparison(tmp_path, capsys):

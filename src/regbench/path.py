@@ -139,6 +139,11 @@ def markdown(points: dict[str, list[PathPoint]], selections: list[Selection]) ->
         lines.append(f"| {s.regularizer} | {s.best.strength:g} | {s.best.mean:.4f} | "
                      f"{s.one_se.strength:g} | {s.one_se.mean:.4f} | "
                      f"{' '.join(map(str, s.best.seeds))} |")
+    for s in selections:
+        strengths = [p.strength for p in points[s.regularizer]]
+        if s.best.strength in (min(strengths), max(strengths)):
+            lines.append(f"- warning: {s.regularizer}'s best strength {s.best.strength:g} is at "
+                         "the edge of its grid: the best may lie beyond it")
     lines += ["", "| regularizer | strength | seeds | val accuracy [95% CI] | test data loss | "
               "penalty share of loss | of gradient |", "|---|---|---|---|---|---|---|"]
     for name, path in points.items():
