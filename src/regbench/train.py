@@ -9,6 +9,7 @@ so ``--help`` and ``--cfg job`` stay fast.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -56,7 +57,7 @@ def hydra_entry(cfg: DictConfig) -> float:
                   "it again)", file=sys.stderr)
             return float("nan")
         best = _train(cfg, job.parent_run_id, job.threads)
-        status = record.FINISHED if best == best else record.FAILED  # NaN: the job failed
+        status = record.FAILED if math.isnan(best) else record.FINISHED  # NaN: the job failed
         return best
     except (KeyboardInterrupt, SystemExit):
         status = record.KILLED
