@@ -13,6 +13,7 @@ from regbench.regularizers import (
     redundancy_penalty_naive,
 )
 from regbench.schema import group_options
+from regbench.training import kernel_arguments
 
 SHAPES = [(3, 4), (64, 32), (10, 300), (784, 1024), (1024, 512), (512, 256)]
 
@@ -104,9 +105,11 @@ def test_the_penalty_has_the_kernels_dtype(dtype):
 
 @pytest.mark.parametrize("option", group_options("regularizer"))
 def test_a_model_with_each_regularizer_saves_and_loads(option, tmp_path):
-    cfg = compose(f"regularizer={option}", "model=mlp_small")
-    model = compile_classifier(
-        build_mlp(cfg.model, lambda: instantiate(cfg.regularizer.kernel)), cfg.trainer)
+    """Also with an integer strength, as a command line's regularizer.weight=1 gives it."""
+    cfg = compose(f"regularizer={option}", "model=mlp_small",
+                  *([] if option == "none" else ["regularizer.weight=1"]))
+    kernel = kernel_arguments(cfg.regularizer.kernel)
+    model = compile_classifier(build_mlp(cfg.model, lambda: instantiate(kernel)), cfg.trainer)
     x = np.random.default_rng(0).uniform(size=(64, 784)).astype(np.float32)
     y = np.arange(64) % 10
     model.fit(x, y, epochs=1, batch_size=32, verbose=0)

@@ -105,6 +105,17 @@ def _log_plots(history: dict[str, list[float]], arm: str, probs, labels) -> None
         mlflow.log_artifacts(folder, artifact_path=record.PLOTS_DIR)
 
 
+def kernel_arguments(kernel: DictConfig | None) -> dict | None:
+    """The regularizer's ``kernel`` node, resolved, with integer arguments as floats: every
+    strength is a float, and a command line's ``regularizer.weight=1`` arrives as an int, which
+    TensorFlow refuses to multiply with a float kernel (OrthogonalRegularizer)."""
+    if kernel is None:
+        return None
+    arguments = OmegaConf.to_container(kernel, resolve=True)
+    return {key: float(value) if type(value) is int else value
+            for key, value in arguments.items()}
+
+
 def train_and_evaluate(cfg: DictConfig, parent_run_id: str | None = None,
                        threads: int | None = None) -> RunResult:
     """Train, test and record one run of the composed config ``cfg``; return its RunResult.
@@ -128,9 +139,9 @@ def train_and_evaluate(cfg: DictConfig, parent_run_id: str | None = None,
     splits = data.load(cfg.data, split_seed=cfg.data.split_seed)
     experiment_id = store.use_store(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
     configure_tensorflow(cfg.seed, cfg.trainer.deterministic, cfg.trainer.threads or threads)
-    arm = record.arm_label(cfg.regularizer.name, strengths(instantiate(cfg.regularizer.kernel)))
-    model = compile_classifier(
-        build_mlp(cfg.model, lambda: instantiate(cfg.regularizer.kernel)), cfg.trainer)
+    kernel = kernel_arguments(cfg.regularizer.kernel)
+    arm = record.arm_label(cfg.regularizer.name, strengths(instantiate(kernel)))
+    model = compile_classifier(build_mlp(cfg.model, lambda: instantiate(kernel)), cfg.trainer)
     verbose = _verbosity(cfg.trainer.verbose)
     callbacks, early_stop = training_callbacks(cfg.trainer, verbose,
                                                logger=EpochMetricsCallback())
