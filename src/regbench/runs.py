@@ -9,13 +9,12 @@ such and never touched.
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 
 import pandas as pd
 
 from regbench import record
-from regbench.tracking import process_alive
+from regbench.tracking import process_gone
 
 COLUMNS = {"run_id": "run", "status": "status", f"tags.{record.TAG_REGULARIZER}": "regularizer",
            f"tags.{record.TAG_SEED}": "seed",
@@ -25,15 +24,13 @@ COLUMNS = {"run_id": "run", "status": "status", f"tags.{record.TAG_REGULARIZER}"
 
 def stale_runs(runs: pd.DataFrame, host: str | None = None) -> pd.DataFrame:
     """RUNNING runs logged on ``host`` (default: this one) whose pid is no longer alive."""
-    host = host or socket.gethostname()
     pid_column, host_column = f"tags.{record.TAG_PID}", f"tags.{record.TAG_HOST}"
     running = runs[runs["status"] == record.RUNNING]
     if running.empty or not {pid_column, host_column} <= set(running.columns):
         return running.iloc[0:0]
-    here = running[running[host_column] == host]
-    dead = [not process_alive(int(pid)) if str(pid).isdigit() else False
-            for pid in here[pid_column]]
-    return here[dead]
+    gone = [process_gone({record.TAG_HOST: row_host, record.TAG_PID: pid}, host)
+            for row_host, pid in zip(running[host_column], running[pid_column], strict=True)]
+    return running[gone]
 
 
 def table(runs: pd.DataFrame) -> str:

@@ -173,7 +173,7 @@ def close_parent(interrupted: bool) -> str:
     whose process is gone end KILLED. Logs ``children_<status>`` and ``children_missing``."""
     import mlflow
 
-    from regbench.tracking import process_alive
+    from regbench.tracking import process_gone
 
     client = mlflow.MlflowClient()
     experiment_id = client.get_run(ACTIVE.run_id).info.experiment_id
@@ -187,8 +187,7 @@ def close_parent(interrupted: bool) -> str:
         _stop_children(client, children())
     found = children()
     for child in found:
-        pid = child.data.tags.get(record.TAG_PID, "")
-        if child.info.status == record.RUNNING and pid.isdigit() and not process_alive(int(pid)):
+        if child.info.status == record.RUNNING and process_gone(child.data.tags):
             client.set_terminated(child.info.run_id, record.KILLED)
     found = children()
     counts = {status: sum(c.info.status == status for c in found) for status in record.STATUSES}

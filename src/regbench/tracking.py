@@ -89,6 +89,15 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+def process_gone(tags: Mapping[str, Any], host: str | None = None) -> bool:
+    """Whether a run's process (its ``host`` and ``pid`` tags) is known to be gone: it ran on
+    ``host`` (default: this one) and that pid no longer exists. A run of another host, or
+    without the tags, is never called gone."""
+    pid = str(tags.get(record.TAG_PID, ""))
+    return (tags.get(record.TAG_HOST) == (host or socket.gethostname()) and pid.isdigit()
+            and not process_alive(int(pid)))
+
+
 @contextmanager
 def signals_held():
     """SIGINT and SIGTERM are held (blocked, then delivered) while the block runs: for code that
