@@ -133,3 +133,10 @@ def test_the_95_interval_covers_the_truth_95_percent_of_the_time(n):
         low, high, _ = stats.t_interval(arm, reference, paired=True)
         covered += low <= 0.002 <= high
     assert 0.935 <= covered / 2000 <= 0.965
+
+
+def test_the_mean_interval_is_the_one_sample_t_interval():
+    values = np.array([0.961, 0.967, 0.958, 0.970])
+    expected = scipy_stats.t.interval(0.95, 3, loc=values.mean(), scale=scipy_stats.sem(values))
+    assert stats.mean_interval(values) == pytest.approx(expected)
+    assert all(np.isnan(stats.mean_interval(np.array([0.9]))))

@@ -27,6 +27,7 @@ from scipy import stats as scipy_stats
 
 from regbench import cli, record
 from regbench.paths import REPORTS_DIR
+from regbench.stats import mean_interval
 
 GRIDS = {  # regularizer option -> regularizer.weight values; each reaches a gradient share > 1
     "l1": (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1),
@@ -82,8 +83,8 @@ class PathPoint:
 
     @property
     def standard_error(self) -> float:
-        n = len(self.val_accuracy)
-        return float(np.std(self.val_accuracy, ddof=1) / np.sqrt(n)) if n > 1 else np.nan
+        """sd / sqrt(n) of the validation accuracies; NaN with one seed."""
+        return float(scipy_stats.sem(self.val_accuracy)) if len(self.val_accuracy) > 1 else np.nan
 
 
 @dataclass(frozen=True)
@@ -103,15 +104,6 @@ def select(regularizer: str, points: list[PathPoint]) -> Selection:
     margin = 0.0 if np.isnan(best.standard_error) else best.standard_error
     within = [p for p in points if p.mean >= best.mean - margin]
     return Selection(regularizer, best, max(within, key=lambda p: p.strength))
-
-
-def t_interval(values: np.ndarray) -> tuple[float, float]:
-    """95% t-interval of the mean over seeds (NaN with fewer than two)."""
-    if len(values) < 2:
-        return np.nan, np.nan
-    half = scipy_stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / np.sqrt(
-        len(values))
-    return float(np.mean(values) - half), float(np.mean(values) + half)
 
 
 def path_points(runs: pd.DataFrame, best_val: dict[str, float]) -> dict[str, list[PathPoint]]:
@@ -148,7 +140,7 @@ def markdown(points: dict[str, list[PathPoint]], selections: list[Selection]) ->
               "penalty share of loss | of gradient |", "|---|---|---|---|---|---|---|"]
     for name, path in points.items():
         for p in path:
-            low, high = t_interval(p.val_accuracy)
+            low, high = mean_interval(p.val_accuracy)
             interval = "" if np.isnan(low) else f" [{low:.4f}, {high:.4f}]"
             lines.append(f"| {name} | {p.strength:g} | {len(p.seeds)} | {p.mean:.4f}{interval} | "
                          f"{np.mean(p.test_data_loss):.4f} | {p.loss_share:.3g} | "

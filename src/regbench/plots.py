@@ -92,7 +92,7 @@ def plot_strength_paths(points: dict, selections: dict, control: str, path: Path
     strength (log axis; mean over seeds with a 95% t band; the ``control`` arm as a horizontal
     band; the best strength marked o, the 1-SE strength x), and the penalty's share of the loss
     and of the gradient (log axis). ``points`` / ``selections`` are regbench.path's."""
-    from regbench.path import t_interval
+    from regbench.stats import mean_interval
 
     names = [name for name in points if name != control]
     figure, axes = plt.subplots(len(names), 3, figsize=(16, 3.6 * len(names)), squeeze=False)
@@ -103,12 +103,12 @@ def plot_strength_paths(points: dict, selections: dict, control: str, path: Path
         for axis, values_of, title in ((row[0], lambda p: p.val_accuracy, "val accuracy"),
                                        (row[1], lambda p: p.test_data_loss, "test data loss")):
             means = [float(np.mean(values_of(p))) for p in path_]
-            bands = np.array([t_interval(values_of(p)) for p in path_])
+            bands = np.array([mean_interval(values_of(p)) for p in path_])
             axis.plot(strengths, means, "o-", label=name)
             axis.fill_between(strengths, bands[:, 0], bands[:, 1], alpha=0.2)
             if reference:
                 values = values_of(reference[0])
-                low, high = t_interval(values)
+                low, high = mean_interval(values)
                 axis.axhline(float(np.mean(values)), color="grey", linestyle="--", label=control)
                 if not np.isnan(low):
                     axis.axhspan(low, high, color="grey", alpha=0.15)

@@ -152,6 +152,15 @@ def t_interval(a: np.ndarray, r: np.ndarray, paired: bool) -> tuple[float, float
     return float(interval.low), float(interval.high), float(test.pvalue)
 
 
+def mean_interval(values: np.ndarray) -> tuple[float, float]:
+    """95% t-interval of one sample's mean, mean -/+ t_{1-alpha/2, n-1} sd / sqrt(n)
+    (``scipy.stats.ttest_1samp``); NaN with fewer than two values."""
+    if len(values) < 2:
+        return np.nan, np.nan
+    interval = stats.ttest_1samp(values, 0.0).confidence_interval(CONFIDENCE)
+    return float(interval.low), float(interval.high)
+
+
 def tost_p(a: np.ndarray, r: np.ndarray, paired: bool, margin: float) -> float:
     """p of the two one-sided tests that the true difference lies within (-margin, +margin)."""
     above_lower = _t_test(a, r, paired, shift=-margin, alternative="greater").pvalue
