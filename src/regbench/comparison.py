@@ -88,6 +88,12 @@ class Comparison:
     targets: tuple[TargetResult, ...] = ()
 
 
+def metric_values(group: pd.DataFrame, metric: str) -> pd.Series:
+    """The recorded values of ``metric`` in a group of runs (empty when no run has it)."""
+    column = f"metrics.{metric}"
+    return group[column].dropna() if column in group else pd.Series(dtype=float)
+
+
 def by_seed(group: pd.DataFrame, metric: str) -> dict:
     """seed -> value of ``metric`` for one arm's runs (keyed by run id when a seed repeats)."""
     column = f"metrics.{metric}"
@@ -160,8 +166,7 @@ def _summary_row(arm: str, group: pd.DataFrame) -> dict:
     row = {"arm": arm, "runs": len(group),
            "seeds": " ".join(str(int(s)) for s in sorted(group["seed"].dropna()))}
     for metric in SUMMARY_METRICS:
-        column = f"metrics.{metric}"
-        values = group[column].dropna() if column in group else pd.Series(dtype=float)
+        values = metric_values(group, metric)
         row[f"{metric}_mean"] = values.mean() if len(values) else np.nan
         row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
     return row
@@ -173,8 +178,7 @@ def target_results(groups: dict[str, pd.DataFrame],
     results = []
     for arm, group in groups.items():
         for target in targets:
-            column = f"metrics.{target.metric}"
-            values = group[column].dropna() if column in group else pd.Series(dtype=float)
+            values = metric_values(group, target.metric)
             results.append(TargetResult(arm, target, values.mean() if len(values) else np.nan,
                                         sum(target.met(v) for v in values), len(values)))
     return results

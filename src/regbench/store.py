@@ -40,9 +40,19 @@ class StoreError(RuntimeError):
     """The tracking store cannot be used; the message (one line) names it and says why."""
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
+    """The first line of an error's message (its type's name when it has none)."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+@contextmanager
+def _refused_in_one_line(uri: str) -> Iterator[None]:
+    """Any failure inside the block becomes StoreError naming the store, in one line."""
+    try:
+        yield
+    except Exception as error:
+        raise StoreError(f"tracking store {uri} cannot be used: {one_line(error)}") from error
 
 
 @contextmanager
@@ -68,7 +78,7 @@ def connect(tracking_uri: str | None = None) -> MlflowClient:
     cannot be written, a path that is a folder, a corrupt database, a server that does not
     answer) raises StoreError in one line."""
     uri = tracking_uri or default_tracking_uri()
-    try:
+    with _refused_in_one_line(uri):
         database = sqlite_path(uri)
         if database is not None:
             database.parent.mkdir(parents=True, exist_ok=True)
@@ -82,8 +92,6 @@ def connect(tracking_uri: str | None = None) -> MlflowClient:
             client = MlflowClient()
             client.search_experiments(max_results=1)  # creates or migrates the schema now
         return client
-    except Exception as error:
-        raise StoreError(f"tracking store {uri} cannot be used: {_one_line(error)}") from error
 
 
 def use_store(tracking_uri: str | None, experiment_name: str) -> str:
@@ -91,7 +99,7 @@ def use_store(tracking_uri: str | None, experiment_name: str) -> str:
     failure raises StoreError."""
     client = connect(tracking_uri)
     uri = mlflow.get_tracking_uri()
-    try:
+    with _refused_in_one_line(uri):
         experiment = client.get_experiment_by_name(experiment_name)
         if experiment is not None:
             return experiment.experiment_id
@@ -100,5 +108,3 @@ def use_store(tracking_uri: str | None, experiment_name: str) -> str:
                 experiment_name, artifact_location=sqlite_artifact_root(uri, experiment_name))
         except MlflowException:  # created meanwhile by a parallel job
             return client.get_experiment_by_name(experiment_name).experiment_id
-    except Exception as error:
-        raise StoreError(f"tracking store {uri} cannot be used: {_one_line(error)}") from error

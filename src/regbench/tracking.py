@@ -140,7 +140,7 @@ def recorded_run(experiment_id: str, run_name: str, tags: dict[str, str]) -> Ite
 def _close(run_id: str, status: str) -> None:
     """Flush and end the run with ``status``; if the store no longer answers, StoreError in
     one line saying how the run will be closed."""
-    from regbench.store import StoreError
+    from regbench.store import StoreError, one_line
 
     try:
         mlflow.flush_async_logging()
@@ -148,9 +148,9 @@ def _close(run_id: str, status: str) -> None:
     except Exception as error:
         with contextlib.suppress(Exception):
             mlflow.end_run(status=status)  # leaves no active run in this process either way
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise StoreError(f"run {run_id} could not be closed {status} ({reason}); once the store "
-                         "answers, 'make runs ARGS=\"--stale --mark-killed\"' closes it") from None
+        raise StoreError(f"run {run_id} could not be closed {status} ({one_line(error)}); once "
+                         "the store answers, 'make runs ARGS=\"--stale --mark-killed\"' closes "
+                         "it") from None
 
 
 class _KerasFlavor:
