@@ -22,6 +22,11 @@ HYDRA_INFO_FLAGS = {"-h", "--help", "--hydra-help", "-i", "--info", "-c", "--cfg
                     "-sc", "--shell-completion"}
 
 
+def is_multirun(arguments: list[str]) -> bool:
+    """Whether a ``regbench.train`` command line asks for a multirun."""
+    return "-m" in arguments or "--multirun" in arguments
+
+
 def _one_line(error: Exception) -> str:
     """Hydra's message folded to one line, with the first line of its cause (the reason)."""
     message = " ".join(str(error).split())
@@ -81,7 +86,7 @@ def check_overrides(arguments: list[str]) -> tuple[str, int | None]:
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    multirun = "-m" in arguments or "--multirun" in arguments
+    multirun = is_multirun(arguments)
     overrides = [a for a in arguments if "=" in a and not a.startswith("-")]
     parser = OverridesParser.create()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

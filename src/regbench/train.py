@@ -19,7 +19,7 @@ import hydra
 from omegaconf import DictConfig
 
 from regbench import cli, record
-from regbench.overrides import HYDRA_INFO_FLAGS, check_overrides
+from regbench.overrides import HYDRA_INFO_FLAGS, check_overrides, is_multirun
 from regbench.paths import CONF_DIR
 from regbench.validation import ConfigError
 
@@ -124,7 +124,7 @@ def main() -> None:
     """Check every job's config in one line of error before Hydra runs any of them; give a
     multirun a sweep folder of its own (two sweeps started in the same second stay apart)."""
     arguments = sys.argv[1:]
-    multirun = "-m" in arguments or "--multirun" in arguments
+    multirun = is_multirun(arguments)
     if not HYDRA_INFO_FLAGS.intersection(arguments):
         try:
             output_dir, jobs = check_overrides(arguments)
