@@ -227,3 +227,24 @@ def test_a_store_that_stops_answering_at_the_close_is_one_line(tmp_path, monkeyp
     message = str(error.value)
     assert "\n" not in message and "could not be closed FINISHED" in message
     assert "readonly database" in message and "--stale --mark-killed" in message
+
+
+def test_signals_held_are_delivered_after_the_block_even_with_other_threads():
+    import threading
+
+    from regbench.tracking import signals_held
+
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait)  # a second thread, as TensorFlow's
+    worker.start()
+    reached_the_end = False
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with signals_held():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.2)  # the handler would run here if the signal were not held
+                reached_the_end = True
+    finally:
+        stop.set()
+        worker.join()
+    assert reached_the_end

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -100,14 +101,25 @@ def process_gone(tags: Mapping[str, Any], host: str | None = None) -> bool:
 
 @contextmanager
 def signals_held():
-    """SIGINT and SIGTERM are held (blocked, then delivered) while the block runs: for code that
-    closes a run and must not be cut short."""
-    interrupts = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, interrupts)
+    """SIGINT and SIGTERM arriving while the block runs are held, then delivered to the
+    handlers that were in place, once each, after it: for code that closes a run and must not
+    be cut short. (Blocking them with ``pthread_sigmask`` would not hold them: in a process with
+    other threads, TensorFlow's or MLflow's, the kernel hands the signal to one of those and
+    Python runs the handler in the main thread all the same.) A no-op outside the main thread,
+    where handlers cannot be changed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: held.append(signum))
+                for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, interrupts)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        for signum in dict.fromkeys(held):
+            signal.raise_signal(signum)
 
 
 @contextmanager
