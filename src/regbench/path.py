@@ -170,15 +170,20 @@ def plot(points: dict[str, list[PathPoint]], selections: list[Selection], path: 
     return plot_strength_paths(points, {s.regularizer: s for s in selections}, CONTROL, path)
 
 
-def report(experiment: str, out: Path) -> tuple[list[Selection], list[Path]]:
-    """Read the path experiment, select per regularizer, write path.md and path.png."""
+def read_path(experiment: str) -> tuple[dict[str, list[PathPoint]], list[Selection]]:
+    """The path experiment's points per regularizer, and each regularizer's selection."""
     from regbench import query
 
     recorded = query.fetch_runs(experiment, None).runs
     curves = query.metric_curves(list(recorded["run_id"]))
     best_val = {run_id: max(c.get("val_accuracy", [np.nan])) for run_id, c in curves.items()}
     points = path_points(recorded, best_val)
-    selections = [select(name, path) for name, path in points.items() if name != CONTROL]
+    return points, [select(name, path) for name, path in points.items() if name != CONTROL]
+
+
+def report(experiment: str, out: Path) -> tuple[list[Selection], list[Path]]:
+    """Read the path experiment, select per regularizer, write path.md and path.png."""
+    points, selections = read_path(experiment)
     out.mkdir(parents=True, exist_ok=True)
     text = out / "path.md"
     text.write_text(markdown(points, selections))
@@ -192,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
                         "name of the MLflow experiment")
     parser.add_argument("--rule", choices=RULES, default="best", help="selection for tuned")
     parser.add_argument("--tracking-uri", default=None)
-    parser.add_argument("--out", type=Path, default=None, help="default: reports/<preset>")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: reports/<preset> (report), reports/<preset>-tuned (tuned)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
     args = parser.parse_intermixed_args(argv)
     extra = (*args.overrides,
@@ -204,8 +210,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         store.connect(args.tracking_uri)
-        selections, paths = report(args.preset, args.out or REPORTS_DIR / args.preset)
-    except (query.CompareError, store.StoreError) as error:
+    except store.StoreError as error:
+        cli.fail(str(error))
+    try:
+        if args.step == "report":
+            selections, paths = report(args.preset, args.out or REPORTS_DIR / args.preset)
+        else:
+            _, selections = read_path(args.preset)
+    except query.CompareError as error:
         cli.fail(str(error), code=1)
     if args.step == "report":
         run_id = compare.log_report(paths, args.tracking_uri, f"path-{args.preset}",
@@ -218,10 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     code = run_all(train_commands(args.preset, grids, TUNED_SEEDS, tuned, extra))
     if code == cli.EXIT_INTERRUPTED:
         return code
-    out = REPORTS_DIR / tuned
+    out = args.out or REPORTS_DIR / tuned
     out.mkdir(parents=True, exist_ok=True)
-    (out / "selection.md").write_text(selection_markdown(selections, args.rule))
-    print(selection_markdown(selections, args.rule))
+    chosen = selection_markdown(selections, args.rule)
+    (out / "selection.md").write_text(chosen)
+    print(chosen)
     return compare.main(["--experiment", tuned, "--reference", CONTROL, "--out", str(out),
                          *(["--tracking-uri", args.tracking_uri] if args.tracking_uri else [])])
 
