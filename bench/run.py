@@ -262,6 +262,38 @@ def peak_rss_mib(overrides: list[str], store: Path) -> float:
     return int(result.stdout.strip()) / 1024
 
 
+# 7. study throughput -----------------------------------------------------------------------------
+
+LAUNCHES = {  # how a multirun shares the cores: launcher overrides per split
+    "one job at a time on every core": ["hydra/launcher=basic"],
+    "one job per core, 1 thread each (per_core)": ["hydra/launcher=per_core"],
+}
+
+
+def study_seconds(data: list[str], runs: int, epochs: int, launch: list[str],
+                  store: Path) -> float:
+    """Wall seconds of a study of ``runs`` mlp_bn runs (L2, one per seed), each exactly
+    ``epochs`` epochs, launched with ``launch``: the whole command, start-up included."""
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    started = time.perf_counter()
+    run([PYTHON, "-m", "regbench.train", "-m", *data, "regularizer=l2",
+         f"seed=range(0,{runs})", f"trainer.epochs={epochs}",
+         f"trainer.early_stopping_patience={epochs}", "trainer.verbose=0",
+         f"mlflow.tracking_uri={uri}", f"mlflow.experiment_name=throughput-{time.time_ns()}",
+         f"hydra.sweep.dir={store / 'multirun'}", *launch])
+    return time.perf_counter() - started
+
+
+def study_throughput(data: list[str], runs: int, epochs: int, rounds: int,
+                     store: Path) -> dict[str, list[float]]:
+    """Wall seconds of the study under each split in LAUNCHES, alternating over ``rounds``."""
+    seconds = {name: [] for name in LAUNCHES}
+    for _ in range(rounds):
+        for name, launch in LAUNCHES.items():
+            seconds[name].append(study_seconds(data, runs, epochs, launch, store))
+    return seconds
+
+
 # the report ---------------------------------------------------------------------------------------
 
 def machine() -> str:
@@ -376,6 +408,19 @@ def measure(quick: bool, scratch: Path) -> list[Figure]:
         figures.append(Figure(
             5, f"start-up, python -m regbench.train {label}", statistics.median(seconds), 1.5,
             "s", seconds, f"TensorFlow imported: {'yes' if imported else 'no'}."))
+
+    runs, study_epochs = (4, 2) if quick else (12, 10)
+    study_data = [*data, "data.limit=6000"] if not quick else data
+    seconds = study_throughput(study_data, runs, study_epochs, 1 if quick else 2,
+                               scratch / "throughput")
+    serial, per_core = (seconds[name] for name in LAUNCHES)
+    figures.append(Figure(
+        7, "study wall time, one job per core / one job at a time", median_ratio(per_core, serial),
+        1 / 1.2, "x", [p / s for p, s in zip(per_core, serial, strict=True)],
+        f"{runs} runs of mlp_bn ({' '.join(study_data)}, {study_epochs} epochs each): "
+        f"{3600 * runs / statistics.median(serial):.0f} runs/hour one at a time with every core, "
+        f"{3600 * runs / statistics.median(per_core):.0f} runs/hour one job per core; the goal "
+        "(1.2x the runs per hour) is what made per_core the default launcher of the presets."))
 
     overrides = [*data, "trainer.epochs=1" if quick else "trainer.epochs=3"]
     figures.append(Figure(

@@ -260,3 +260,50 @@ def test_a_small_study_end_to_end(tmp_path, capsys):
     for arm in ("l2-0.0001", "custom-0.0001", "none"):
         assert f"| {arm} | 2 | 0 1 |" in printed
     assert printed.count(" vs l2-0.0001: test accuracy ") == 2
+
+
+def markdown_rows(text: str, first_header: str) -> dict[tuple[str, ...], list[str]]:
+    """The rows of the Markdown table whose header row starts with ``first_header``, keyed by
+    their first cells (arm, or arm and metric)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows[tuple(cells[:2])] = cells
+    return rows
+
+
+def test_the_written_report_is_what_the_store_gives(store, tmp_path):
+    """comparison.md's tables hold the numbers scipy computes from the store's runs, and its
+    first line names the command and the commits."""
+    from scipy import stats as scipy_stats
+
+    arguments = ["--tracking-uri", sqlite_uri(store), "--out", str(tmp_path), "--no-log"]
+    assert compare.main(arguments) == 0
+    text = (tmp_path / "comparison.md").read_text()
+    assert text.startswith(f"Written by `python -m regbench.compare {' '.join(arguments)}` at "
+                           "commit ")
+    assert "from 26 runs trained at commit unknown (26)." in text.splitlines()[0]
+    summary = {key[0]: cells for key, cells in markdown_rows(text, "arm | runs").items()}
+    differences = markdown_rows(text, "arm | metric")
+    _, _, l2_accuracy, l2_loss = ARMS["l2-0.0001"]
+    for arm, (_, seeds, accuracy, data_loss) in ARMS.items():
+        cells = summary[arm]
+        assert cells[1] == str(len(seeds))
+        expected = f"{np.mean(accuracy):.4f}" + (
+            f" ± {np.std(accuracy, ddof=1):.4f}" if len(seeds) > 1 else "")
+        assert cells[3] == expected
+        if arm in ("l2-0.0001", "l1-0.001", "orthogonal-0.0001"):
+            continue  # the reference, a single run, an identical arm: no paired test
+        for metric, values, reference in (("test accuracy", accuracy, l2_accuracy),
+                                          ("test data loss", data_loss, l2_loss)):
+            cells = differences[(arm, metric)]
+            test = scipy_stats.ttest_rel(values, reference)
+            low, high = test.confidence_interval(0.95)
+            assert cells[2:4] == ["paired", "5/5"]
+            assert float(cells[4]) == pytest.approx(np.mean(values - reference), abs=5e-5)
+            assert cells[5] == f"[{low:+.4f}, {high:+.4f}]"
+            assert cells[6] == f"{test.pvalue:.3g}"

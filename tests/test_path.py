@@ -42,7 +42,8 @@ def test_the_strength_is_chosen_on_validation_never_on_test(tmp_path):
     for seed in (0, 1, 2):
         record_path_run(experiment_id, 1e-3, seed, 0.95 + seed * 1e-3, test_loss=0.30)
         record_path_run(experiment_id, 1e-2, seed, 0.90 + seed * 1e-3, test_loss=0.05)
-    selections, paths = path.report("path", tmp_path / "report")
+    study = path.read_path("path")
+    selections, paths = study.selections, path.write_report(study, tmp_path / "report")
     assert [s.best.strength for s in selections] == [1e-3]
     assert selections[0].best.mean == pytest.approx(0.951)  # the best epoch's, not the last
     assert {p.name for p in paths} == {"path.md", "path.png"}
@@ -58,10 +59,13 @@ def test_a_tiny_path_its_report_and_the_tuned_comparison(tmp_path, capsys):
     commands = path.train_commands("path_mnist_small", grids, (0, 1), "tiny", extra)
     assert len(commands) == 3 and path.run_all(commands) == 0
     mlflow.set_tracking_uri(uri)
-    selections, _ = path.report("tiny", tmp_path / "report")
+    assert path.main(["report", "tiny", "--tracking-uri", uri, "--out",
+                      str(tmp_path / "report")]) == 0
+    selections = path.read_path("tiny").selections
     assert {s.regularizer for s in selections} == {"l2", "custom_columns"}
     assert all(s.best.seeds == (0, 1) for s in selections)
     text = (tmp_path / "report" / "path.md").read_text()
+    assert text.startswith("Written by `python -m regbench.path report tiny --tracking-uri ")
     assert "| custom_columns | 100 | 2 |" in text and "| none | 0 | 2 |" in text
     tuned = {s.regularizer: (s.chosen("1se").strength,) for s in selections}
     extra = (*extra[:-1], f"hydra.sweep.dir={tmp_path / 'tuned'}")

@@ -4,6 +4,7 @@ start-up, and errors as one line with an exit code. Library code never uses this
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import sys
 import tempfile
@@ -20,6 +21,13 @@ TENSORFLOW_STARTUP_LINES = (
     "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
     "I0000 ", "W0000 ", "E0000 ", "To enable the following instructions:",
 )
+
+
+def command_line(module: str, argv: list[str] | None) -> str:
+    """The command a tool was run as, to be written into what it produces:
+    ``python -m <module> <arguments>`` (``argv`` None: this process's own arguments)."""
+    arguments = sys.argv[1:] if argv is None else argv
+    return shlex.join(["python", "-m", module, *arguments])
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:

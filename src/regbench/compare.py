@@ -1,8 +1,9 @@
 """``python -m regbench.compare`` (``make compare``): the recorded runs as a comparison of arms.
 
 Reads the FINISHED runs of one experiment (``regbench.query``), compares each arm with the
-reference arm (``regbench.comparison``, ``regbench.stats``), writes the report to ``reports/``
-(``regbench.report``) and logs it as a run of the experiment ``regbench-comparisons``, tagged
+reference arm (``regbench.comparison``, ``regbench.stats``), writes the report to
+``reports/<experiment>/`` (``regbench.report``; its first line names the command, the code's commit
+and the runs' commits) and logs it as a run of the experiment ``regbench-comparisons``, tagged
 with the ids of the runs it compared.
 """
 
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                         "val_accuracy>=0.85 (repeatable)")
     parser.add_argument("--tracking-uri", default=None,
                         help="default: $MLFLOW_TRACKING_URI, else the project's SQLite store")
-    parser.add_argument("--out", type=Path, default=REPORTS_DIR, help="report folder")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="report folder (default: reports/<experiment>)")
     parser.add_argument("--no-log", action="store_true", help="do not log a comparison run")
     args = parser.parse_args(argv)
     try:
@@ -92,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from regbench import query, report, store
     from regbench.comparison import summarise
+    from regbench.tracking import git_commit
 
     try:
         store.connect(args.tracking_uri)
@@ -104,12 +107,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     artifacts = query.read_artifacts(comparison.runs)
-    paths = report.write_report(comparison, artifacts, args.out)
+    out = args.out or REPORTS_DIR / args.experiment
+    header = report.provenance(cli.command_line(__spec__.name, argv), git_commit(),
+                               comparison.runs)
+    paths = report.write_report(comparison, artifacts, out, header)
     if not args.no_log:
         run_id = log_comparison(comparison, paths, args.tracking_uri, args.experiment, args.filter)
         print(f"logged as run {run_id} in experiment '{COMPARISONS_EXPERIMENT}'")
     print(report.markdown(comparison, artifacts), end="")
-    print(f"report: {args.out}/ ({', '.join(p.name for p in paths)})")
+    print(f"report: {out}/ ({', '.join(p.name for p in paths)})")
     return 0
 
 

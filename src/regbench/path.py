@@ -170,24 +170,34 @@ def plot(points: dict[str, list[PathPoint]], selections: list[Selection], path: 
     return plot_strength_paths(points, {s.regularizer: s for s in selections}, CONTROL, path)
 
 
-def read_path(experiment: str) -> tuple[dict[str, list[PathPoint]], list[Selection]]:
-    """The path experiment's points per regularizer, and each regularizer's selection."""
+@dataclass(frozen=True)
+class PathStudy:
+    """What a path experiment holds: its runs, its points per regularizer, each selection."""
+
+    runs: pd.DataFrame
+    points: dict[str, list[PathPoint]]
+    selections: list[Selection]
+
+
+def read_path(experiment: str) -> PathStudy:
+    """The path experiment's runs, its points per regularizer, and each regularizer's
+    selection."""
     from regbench import query
 
     recorded = query.fetch_runs(experiment, None).runs
     curves = query.metric_curves(list(recorded["run_id"]))
     best_val = {run_id: max(c.get("val_accuracy", [np.nan])) for run_id, c in curves.items()}
     points = path_points(recorded, best_val)
-    return points, [select(name, path) for name, path in points.items() if name != CONTROL]
+    return PathStudy(recorded, points,
+                     [select(name, path) for name, path in points.items() if name != CONTROL])
 
 
-def report(experiment: str, out: Path) -> tuple[list[Selection], list[Path]]:
-    """Read the path experiment, select per regularizer, write path.md and path.png."""
-    points, selections = read_path(experiment)
+def write_report(study: PathStudy, out: Path, header: str = "") -> list[Path]:
+    """path.md (after ``header``) and path.png in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     text = out / "path.md"
-    text.write_text(markdown(points, selections))
-    return selections, [text, plot(points, selections, out / "path.png")]
+    text.write_text(header + markdown(study.points, study.selections))
+    return [text, plot(study.points, study.selections, out / "path.png")]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,33 +217,34 @@ def main(argv: list[str] | None = None) -> int:
         return run_all(train_commands(args.preset, GRIDS, SELECTION_SEEDS, args.preset, extra))
 
     from regbench import compare, query, store
+    from regbench.report import provenance
+    from regbench.tracking import git_commit
 
     try:
         store.connect(args.tracking_uri)
     except store.StoreError as error:
         cli.fail(str(error))
     try:
-        if args.step == "report":
-            selections, paths = report(args.preset, args.out or REPORTS_DIR / args.preset)
-        else:
-            _, selections = read_path(args.preset)
+        study = read_path(args.preset)
     except query.CompareError as error:
         cli.fail(str(error), code=1)
+    header = provenance(cli.command_line(__spec__.name, argv), git_commit(), study.runs)
     if args.step == "report":
+        paths = write_report(study, args.out or REPORTS_DIR / args.preset, header)
         run_id = compare.log_report(paths, args.tracking_uri, f"path-{args.preset}",
                                     {"compared_experiment": args.preset, "report": "path"})
         print(paths[0].read_text(), end="")
         print(f"report: {paths[0].parent}/ (path.md, path.png), logged as run {run_id}")
         return 0
     tuned = f"{args.preset}-tuned"
-    grids = {s.regularizer: (s.chosen(args.rule).strength,) for s in selections}
+    grids = {s.regularizer: (s.chosen(args.rule).strength,) for s in study.selections}
     code = run_all(train_commands(args.preset, grids, TUNED_SEEDS, tuned, extra))
     if code == cli.EXIT_INTERRUPTED:
         return code
     out = args.out or REPORTS_DIR / tuned
     out.mkdir(parents=True, exist_ok=True)
-    chosen = selection_markdown(selections, args.rule)
-    (out / "selection.md").write_text(chosen)
+    chosen = selection_markdown(study.selections, args.rule)
+    (out / "selection.md").write_text(header + chosen)
     print(chosen)
     return compare.main(["--experiment", tuned, "--reference", CONTROL, "--out", str(out),
                          *(["--tracking-uri", args.tracking_uri] if args.tracking_uri else [])])

@@ -33,6 +33,18 @@ DIFFERENCE_FIELDS = ("paired", "identical", "estimate", "low", "high", "p_value"
                      "prob_improvement_high", "seeds_needed", "verdict")
 
 
+def provenance(command: str, commit: str, runs: pd.DataFrame) -> str:
+    """A report's first line: the command that wrote it, the commit of the code that ran it,
+    and the commits the runs it reads (``runs``, as read by regbench.query) were trained at,
+    with their number of runs."""
+    column = f"tags.{record.TAG_GIT_COMMIT}"
+    commits = runs[column] if column in runs else pd.Series("unknown", index=runs.index)
+    counts = commits.fillna("unknown").value_counts().sort_index()
+    trained = ", ".join(f"{commit_id} ({n})" for commit_id, n in counts.items())
+    return (f"Written by `{command}` at commit {commit}, from {int(counts.sum())} runs trained "
+            f"at commit {trained}.\n")
+
+
 def _cell(mean: float, std: float, digits: int = 4) -> str:
     if np.isnan(mean):
         return "–"
@@ -126,10 +138,11 @@ def targets_table(comparison: Comparison) -> list[str]:
     return [*lines, ""]
 
 
-def markdown(comparison: Comparison, artifacts: RunArtifacts | None = None) -> str:
-    """The whole report as Markdown; ``artifacts`` adds its warnings."""
+def markdown(comparison: Comparison, artifacts: RunArtifacts | None = None,
+             header: str = "") -> str:
+    """The whole report as Markdown, after ``header``; ``artifacts`` adds its warnings."""
     tests = sum(d.tested for diffs in comparison.differences.values() for d in diffs)
-    lines = [*summary_table(comparison), "",
+    lines = [*([header] if header else []), *summary_table(comparison), "",
              f"Differences against the reference arm **{comparison.reference}** (arm minus "
              "reference over seeds: paired by seed when both arms have the same seeds, with the "
              "t-interval of the differences, the paired t-test and the exact sign-flip p; "
@@ -179,11 +192,13 @@ def write_plots(comparison: Comparison, artifacts: RunArtifacts, folder: Path) -
     return paths
 
 
-def write_report(comparison: Comparison, artifacts: RunArtifacts, folder: Path) -> list[Path]:
-    """comparison.md, comparison.csv, compared_run_ids.txt and the plots in ``folder``."""
+def write_report(comparison: Comparison, artifacts: RunArtifacts, folder: Path,
+                 header: str = "") -> list[Path]:
+    """comparison.md (starting with ``header``), comparison.csv, compared_run_ids.txt and the
+    plots in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     text, table, ids = (folder / name for name in REPORT_FILES)
-    text.write_text(markdown(comparison, artifacts))
+    text.write_text(markdown(comparison, artifacts, header))
     csv_frame(comparison).to_csv(table, index=False)
     ids.write_text("\n".join(comparison.runs["run_id"]) + "\n")
     return [text, table, ids, *write_plots(comparison, artifacts, folder)]
