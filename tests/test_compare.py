@@ -173,13 +173,27 @@ def test_margins_come_from_the_command_line():
 
 
 def test_curves_read_in_bulk_equal_curves_read_run_by_run(store):
-    """Pins the private bulk read (query._bulk_history_store) against the public client."""
+    """Pins the private SQL read (query._sql_store, _sql_points) against the public client."""
     mlflow.set_tracking_uri(sqlite_uri(store))
     run_ids = list(query.fetch_runs("regbench", None).runs["run_id"])
-    assert query._bulk_history_store() is not None
+    assert query._sql_store() is not None
     bulk = query.metric_curves(run_ids)
     assert bulk == query.metric_curves(run_ids, bulk=False)
     assert bulk[run_ids[0]]["loss"] == pytest.approx([1.0, 0.5, 1 / 3])
+
+
+def test_one_progress_bar_for_the_whole_read_and_only_when_it_is_slow(store, capfd,
+                                                                    monkeypatch):
+    mlflow.set_tracking_uri(sqlite_uri(store))
+    runs = query.fetch_runs("regbench", None).runs
+    capfd.readouterr()
+    query.read_artifacts(runs)
+    assert capfd.readouterr().err == ""  # quick: no bar
+    monkeypatch.setattr(query, "PROGRESS_DELAY", 0.0)
+    artifacts = query.read_artifacts(runs)
+    err = capfd.readouterr().err
+    assert err.count("reading 26 runs") >= 1 and "Downloading artifacts" not in err
+    assert err.count("reading") == 1 and "/52 " in err and len(artifacts.curves) == 26
 
 
 def test_the_report_is_printed_written_and_logged(store, tmp_path, capsys):

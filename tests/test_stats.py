@@ -103,6 +103,16 @@ def test_probability_of_improvement_counts_pairs_and_ties():
     assert p_loss == pytest.approx(1 - p)
 
 
+def test_the_improvement_share_counts_what_the_pairwise_definition_counts():
+    """improvement_share (counts per distinct value) against the n_x x n_y matrix of pairs,
+    on rows with many ties."""
+    rng = np.random.default_rng(3)
+    x, y = rng.integers(0, 6, size=(4, 7)) / 5, rng.integers(0, 6, size=(4, 9)) / 5
+    pairs = (x[:, :, None] > y[:, None, :]) + 0.5 * (x[:, :, None] == y[:, None, :])
+    values = np.unique(np.concatenate([x.ravel(), y.ravel()]))
+    assert stats.improvement_share(x, y, values) == pytest.approx(pairs.mean(axis=(1, 2)))
+
+
 def test_cannot_judge_one_run():
     d = stats.compare("test_accuracy", {0: 0.9}, by_seed(R), True, 0.001)
     assert d.verdict == stats.CANNOT_JUDGE and np.isnan(d.low)
