@@ -72,7 +72,7 @@ exercise: $(STAMP) $(MNIST) ## the L1/L2 exercise: l1_l2 at 1e-3 each, L1 alone 
 	$(PYTHON) -m regbench.train -m experiment=l1_l2_exercise regularizer=l1,l2 \
 		regularizer.weight=1e-3 mlflow.experiment_name=$(EXERCISE_EXPERIMENT) $(HYDRA_OVERRIDES)
 	$(PYTHON) -m regbench.compare --experiment $(EXERCISE_EXPERIMENT) --reference l1_l2 \
-		$(EXERCISE_TARGETS) --out reports/$(EXERCISE_EXPERIMENT) $(ARGS)
+		$(EXERCISE_TARGETS) $(ARGS)
 
 path: $(STAMP) $(MNIST) ## strength path preset=path_mnist_small|path_mnist|path_fashion, then its report
 	$(PYTHON) -m regbench.path run $(call quote,$(preset)) $(HYDRA_OVERRIDES)

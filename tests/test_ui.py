@@ -60,3 +60,19 @@ def test_a_browser_sees_the_runs_on_the_experiment_runs_page(ui, tmp_path):
     subprocess.run([chromium, *CHROMIUM_FLAGS, *profile, f"--screenshot={screenshot}", page],
                    capture_output=True, timeout=120, check=True)
     assert screenshot.exists() and screenshot.stat().st_size > 10_000
+
+
+def test_compare_over_rest_reads_what_it_reads_from_the_store_itself(ui, smoke_store, tmp_path):
+    """Against a tracking server the curves are read run by run over REST; from the SQLite
+    store in one SQL read: the report is the same (all but its first line, the command)."""
+    from regbench import compare, query
+
+    reports = {}
+    for name, uri in (("rest", ui), ("sql", sqlite_uri(smoke_store))):
+        out = tmp_path / name
+        assert compare.main(["--tracking-uri", uri, "--reference", "none", "--out", str(out),
+                             "--no-log"]) == 0
+        assert (query._sql_store() is None) == (name == "rest")
+        reports[name] = (out / "comparison.md").read_text().split("\n", 1)[1]
+    assert reports["rest"] == reports["sql"]
+    assert "| l2-0.0001 | 1 | 0 |" in reports["rest"]
