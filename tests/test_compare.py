@@ -182,6 +182,25 @@ def test_curves_read_in_bulk_equal_curves_read_run_by_run(store):
     assert bulk[run_ids[0]]["loss"] == pytest.approx([1.0, 0.5, 1 / 3])
 
 
+def test_runs_read_from_the_sql_tables_equal_what_search_runs_gives(store):
+    """Pins the private SQL read of runs (query._sql_finished_runs) against mlflow.search_runs:
+    same rows, columns, values and types."""
+    mlflow.set_tracking_uri(sqlite_uri(store))
+    experiment_id = mlflow.get_experiment_by_name("regbench").experiment_id
+    client = MlflowClient()
+    nan_run = client.create_run(experiment_id, tags={record.TAG_ARM: "none"})
+    client.log_metric(nan_run.info.run_id, "test_accuracy", float("nan"))
+    client.set_terminated(nan_run.info.run_id)
+    try:
+        ours = query._sql_finished_runs(query._sql_store(), experiment_id)
+        theirs = mlflow.search_runs([experiment_id], "attributes.status = 'FINISHED'",
+                                    max_results=1000)
+    finally:
+        client.delete_run(nan_run.info.run_id)
+    assert len(ours) == 27 and list(ours["run_id"]) == list(theirs["run_id"])
+    pd.testing.assert_frame_equal(ours[sorted(ours.columns)], theirs[sorted(theirs.columns)])
+
+
 def test_one_progress_bar_for_the_whole_read_and_only_when_it_is_slow(store, capfd,
                                                                     monkeypatch):
     mlflow.set_tracking_uri(sqlite_uri(store))

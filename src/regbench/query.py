@@ -41,16 +41,21 @@ def fetch_runs(experiment: str, filter_string: str | None) -> RecordedRuns:
     ``seed`` added; sweep parent runs are left out. Raises CompareError when there is nothing."""
     import mlflow
 
-    if mlflow.get_experiment_by_name(experiment) is None:
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is None:
         raise CompareError(f"no experiment '{experiment}' in {mlflow.get_tracking_uri()}; "
                            "record runs with 'make train' first")
-    condition = f"attributes.status = '{record.FINISHED}'"
-    query = f"{condition} and {filter_string}" if filter_string else condition
-    try:
-        runs = mlflow.search_runs(experiment_names=[experiment], filter_string=query,
-                                  max_results=100_000)
-    except mlflow.exceptions.MlflowException as error:
-        raise CompareError(f"--filter {filter_string!r}: {error.message}") from None
+    store = _sql_store()
+    if store is not None and not filter_string:
+        runs = _sql_finished_runs(store, found.experiment_id)
+    else:
+        condition = f"attributes.status = '{record.FINISHED}'"
+        query = f"{condition} and {filter_string}" if filter_string else condition
+        try:
+            runs = mlflow.search_runs(experiment_ids=[found.experiment_id], filter_string=query,
+                                      max_results=100_000)
+        except mlflow.exceptions.MlflowException as error:
+            raise CompareError(f"--filter {filter_string!r}: {error.message}") from None
     if runs.empty:
         where = f" matching {filter_string!r}" if filter_string else ""
         raise CompareError(f"no FINISHED runs in experiment '{experiment}'{where}; "
@@ -154,6 +159,42 @@ def _sql_points(store, run_ids: list[str], progress: Callable[[int], object]):
             yield from session.query(*columns).filter(
                 SqlMetric.key.in_(record.CURVE_METRICS), SqlMetric.run_uuid.in_(chunk)).all()
             progress(len(chunk))
+
+
+def _sql_finished_runs(store, experiment_id: str) -> pd.DataFrame:
+    """The table ``mlflow.search_runs`` gives of the experiment's active FINISHED runs (run_id,
+    experiment_id, status, artifact_uri, start_time, end_time, metrics.*, params.*, tags.*),
+    in MLflow's order, read as rows from the SQL store's run, param, tag and latest-metric
+    tables (MLflow builds an object per run, param, tag and metric first). Pinned against
+    ``mlflow.search_runs`` by tests/test_compare.py."""
+    import sqlalchemy
+    from mlflow.entities import LifecycleStage
+    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlParam, SqlRun, SqlTag
+
+    chosen = (SqlRun.experiment_id == int(experiment_id),
+              SqlRun.lifecycle_stage == LifecycleStage.ACTIVE, SqlRun.status == record.FINISHED)
+    info_columns = ("run_id", "experiment_id", "status", "artifact_uri", "start_time",
+                    "end_time")
+    with store.ManagedSessionMaker() as session:
+        info = pd.DataFrame(session.query(
+            SqlRun.run_uuid, SqlRun.experiment_id, SqlRun.status, SqlRun.artifact_uri,
+            SqlRun.start_time, SqlRun.end_time).filter(*chosen).order_by(
+                SqlRun.start_time.desc(), SqlRun.run_uuid).all(), columns=info_columns)
+
+        def wide(table, value, prefix):
+            rows = session.query(table.run_uuid, table.key, value).join(
+                SqlRun, SqlRun.run_uuid == table.run_uuid).filter(*chosen).all()
+            frame = pd.DataFrame(rows, columns=["run_id", "key", "value"])
+            return frame.pivot(index="run_id", columns="key", values="value").add_prefix(prefix)
+
+        value = sqlalchemy.case((SqlLatestMetric.is_nan, None), else_=SqlLatestMetric.value)
+        metrics = wide(SqlLatestMetric, value, "metrics.").astype(float)
+        params = wide(SqlParam, SqlParam.value, "params.")
+        tags = wide(SqlTag, SqlTag.value, "tags.")
+    info = info.assign(experiment_id=info["experiment_id"].astype(str),
+                       start_time=pd.to_datetime(info["start_time"], unit="ms", utc=True),
+                       end_time=pd.to_datetime(info["end_time"], unit="ms", utc=True))
+    return info.set_index("run_id").join([metrics, params, tags]).reset_index()
 
 
 def _ignore(_: int) -> None:
