@@ -74,7 +74,7 @@ exercise: $(STAMP) $(MNIST) ## the L1/L2 exercise: l1_l2 at 1e-3 each, L1 alone 
 	$(PYTHON) -m regbench.compare --experiment $(EXERCISE_EXPERIMENT) --reference l1_l2 \
 		$(EXERCISE_TARGETS) $(ARGS)
 
-path: $(STAMP) $(MNIST) ## strength path preset=path_mnist_small|path_mnist|path_fashion, then its report
+path: $(STAMP) $(MNIST) ## strength path preset=path_mnist_small|path_fashion_small|path_mnist|path_fashion, then its report
 	$(PYTHON) -m regbench.path run $(call quote,$(preset)) $(HYDRA_OVERRIDES)
 	$(PYTHON) -m regbench.path report $(call quote,$(preset)) $(ARGS)
 
