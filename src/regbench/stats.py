@@ -194,37 +194,38 @@ def seeds_needed(a: np.ndarray, r: np.ndarray, paired: bool, margin: float,
     return int(n[enough[0]]) if len(enough) else None
 
 
-def improvement_share(x: np.ndarray, y: np.ndarray, values: np.ndarray) -> np.ndarray:
+def improvement_share(x: np.ndarray, y: np.ndarray, levels: int) -> np.ndarray:
     """U / (n_x n_y) along the last axis: the share of pairs (x_i, y_j) with x_i > y_j, ties
-    counting 1/2. Every x and y must be one of the sorted distinct ``values``; the pairs are
-    counted through each row's counts per value (no n_x x n_y matrix):
-    U = sum_k cx_k (cy_<k + cy_k / 2)."""
-    k = len(values)
-
-    def counts(v):
-        rows = v.reshape(-1, v.shape[-1])
-        codes = np.searchsorted(values, rows) + k * np.arange(len(rows))[:, None]
-        return np.bincount(codes.ravel(), minlength=k * len(rows)).reshape(len(rows), k)
-
-    cx, cy = counts(x), counts(y)
-    u = np.sum(cx * (np.cumsum(cy, axis=1) - 0.5 * cy), axis=1)
+    counting 1/2, for integer ranks x, y in [0, levels) (a value's position among the sorted
+    distinct values of both samples). Counted through each row's counts of y per rank, without
+    an n_x x n_y matrix: U = sum_i (cy_<x_i + cy_x_i / 2)."""
+    rows_x = x.reshape(-1, x.shape[-1]).astype(np.intp)
+    rows_y = y.reshape(-1, y.shape[-1]).astype(np.intp)
+    offsets = levels * np.arange(len(rows_y))[:, None]
+    cy = np.bincount((rows_y + offsets).ravel(),
+                     minlength=levels * len(rows_y)).reshape(len(rows_y), levels)
+    below_or_tied = np.cumsum(cy, axis=1) - 0.5 * cy
+    u = np.take_along_axis(below_or_tied, rows_x, axis=1).sum(axis=1)
     return (u / (x.shape[-1] * y.shape[-1])).reshape(x.shape[:-1])
 
 
 def probability_of_improvement(a: np.ndarray, r: np.ndarray, higher_is_better: bool,
                                seed: int = 0) -> tuple[float, float, float]:
-    """(P(arm better than reference), percentile bootstrap low, high), as defined above."""
+    """(P(arm better than reference), percentile bootstrap low, high), as defined above. The
+    bootstrap resamples the values' ranks (same order, same ties), which improvement_share
+    counts without sorting."""
     sign = 1.0 if higher_is_better else -1.0
     values = np.unique(np.concatenate([sign * a, sign * r]))
+    ranks = np.searchsorted(values, sign * a), np.searchsorted(values, sign * r)
 
     def statistic(x, y, axis=-1):
-        return improvement_share(np.moveaxis(sign * x, axis, -1),
-                                 np.moveaxis(sign * y, axis, -1), values)
+        return improvement_share(np.moveaxis(x, axis, -1), np.moveaxis(y, axis, -1),
+                                 len(values))
 
-    estimate = float(statistic(a, r))
+    estimate = float(statistic(*ranks))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # few distinct resamples at small n: expected
-        interval = stats.bootstrap((a, r), statistic, vectorized=True, paired=False,
+        interval = stats.bootstrap(ranks, statistic, vectorized=True, paired=False,
                                    method="percentile", confidence_level=CONFIDENCE,
                                    n_resamples=IMPROVEMENT_RESAMPLES,
                                    batch=max(1, BOOTSTRAP_CELLS // len(values)),
