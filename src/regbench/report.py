@@ -34,7 +34,7 @@ DIFFERENCE_FIELDS = ("paired", "identical", "estimate", "low", "high", "p_value"
 
 
 def provenance(command: str, commit: str, runs: pd.DataFrame) -> str:
-    """A report's first line: the command that wrote it, the commit of the code that ran it,
+    """A report's first paragraph: the command that wrote it, the commit of the code that ran it,
     and the commits the runs it reads (``runs``, as read by regbench.query) were trained at,
     with their number of runs."""
     column = f"tags.{record.TAG_GIT_COMMIT}"
@@ -42,7 +42,7 @@ def provenance(command: str, commit: str, runs: pd.DataFrame) -> str:
     counts = commits.fillna("unknown").value_counts().sort_index()
     trained = ", ".join(f"{commit_id} ({n})" for commit_id, n in counts.items())
     return (f"Written by `{command}` at commit {commit}, from {int(counts.sum())} runs trained "
-            f"at commit {trained}.\n")
+            f"at commit {trained}.\n\n")
 
 
 def _cell(mean: float, std: float, digits: int = 4) -> str:
