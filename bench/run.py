@@ -194,8 +194,8 @@ def fill_store(store: Path, runs: int, epochs: int) -> str:
     tags and final metrics as regbench.train records them.
 
     The experiment is created through MLflow; the rows are inserted into the SQL store's run,
-    param, tag, metric and latest-metric tables in one transaction, because logging 10,000 runs
-    through the client (three transactions a run) takes about 25 minutes here. Compare reads
+    param, tag, metric and latest-metric tables in one transaction, because logging through the
+    client (three transactions a run) took 146 s per 1,000 runs here (4.7 s this way). Compare reads
     the result through MLflow's client, so a row it could not read would fail the benchmark."""
     import uuid
 

@@ -95,8 +95,8 @@ class RunArtifacts:
 
 def _load_json(uri: str) -> dict:
     """A JSON artifact: read straight from disk when ``uri`` is a file URI (MLflow's
-    ``load_dict`` copies each file to a temporary folder first: 3 ms a file, 30 s for 10,000
-    runs), else through MLflow's artifact repository."""
+    ``load_dict`` copies each file to a temporary folder first, once per run read), else
+    through MLflow's artifact repository."""
     import mlflow
 
     parsed = urllib.parse.urlparse(uri)
