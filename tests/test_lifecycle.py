@@ -229,6 +229,39 @@ def test_a_store_that_stops_answering_at_the_close_is_one_line(tmp_path, monkeyp
     assert "readonly database" in message and "--stale --mark-killed" in message
 
 
+def test_an_interrupt_swallowed_where_it_landed_still_stops_the_run_killed(tmp_path):
+    """A signal's KeyboardInterrupt lands in whatever code runs; inside a ``__del__`` with a bare
+    ``except`` (TensorFlow's ConcreteFunctionGarbageCollector has one) it is lost without a
+    word. The request is recorded all the same, and the run stops at the next batch."""
+    from regbench import cli
+    from regbench.training import train_and_evaluate
+
+    class SwallowsEverything:
+        def __del__(self):
+            try:
+                signal.raise_signal(signal.SIGTERM)
+            except BaseException:  # what a bare except does
+                pass
+
+    asked = []
+
+    def stop_requested():
+        asked.append(cli.interrupt_requested())
+        if len(asked) == 3:  # training is under way
+            SwallowsEverything()  # collected at once: the signal arrives inside its __del__
+        return cli.interrupt_requested()
+
+    previous = {signum: signal.getsignal(signum) for signum in cli.INTERRUPTS}
+    try:
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM"), cli.signals_as_interrupt():
+            train_and_evaluate(_smoke_config(tmp_path), threads=1, stop_requested=stop_requested)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    assert asked == [None, None, None]  # the handler's own KeyboardInterrupt never came out
+    assert runs(tmp_path).iloc[0]["status"] == "KILLED"
+
+
 def test_signals_held_are_delivered_after_the_block_even_with_other_threads():
     import threading
 

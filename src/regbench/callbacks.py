@@ -1,12 +1,14 @@
 """The Keras callbacks of a training run, in the order they must run at each epoch's end.
 
 ReduceLROnPlateau and EarlyStopping watch ``trainer.monitor``; TerminateOnNaN stops a diverging
-run; EpochTimer adds ``epoch_seconds`` (wall time of the epoch, validation included) to the logs;
+run; StopWhenRequested stops at a batch's start once the process was asked to stop (a signal);
+EpochTimer adds ``epoch_seconds`` (wall time of the epoch, validation included) to the logs;
 the MLflow callback (EpochMetricsCallback) comes last so that it logs what the others added
 (``learning_rate``, ``epoch_seconds``).
 """
 
 import time
+from collections.abc import Callable
 
 import keras
 from mlflow.keras import MlflowCallback
@@ -23,12 +25,33 @@ class EpochTimer(keras.callbacks.Callback):
             logs["epoch_seconds"] = time.perf_counter() - self._started
 
 
-def training_callbacks(trainer, verbose, logger: keras.callbacks.Callback):
-    """(callbacks for ``model.fit``, the EarlyStopping among them) for a ``trainer`` config."""
+class StopWhenRequested(keras.callbacks.Callback):
+    """Raises KeyboardInterrupt(reason) at the start of the next training or validation batch,
+    and at an epoch's end, once ``stop_requested()`` gives a reason (None: go on). A signal
+    handler's own KeyboardInterrupt lands in whatever code runs at that moment and may be
+    swallowed there; this one is raised where nothing catches it."""
+
+    def __init__(self, stop_requested: Callable[[], str | None]):
+        super().__init__()
+        self.stop_requested = stop_requested
+
+    def _stop_if_requested(self, *_, **__):
+        reason = self.stop_requested()
+        if reason:
+            raise KeyboardInterrupt(reason)
+
+    on_train_batch_begin = on_test_batch_begin = on_epoch_end = _stop_if_requested
+
+
+def training_callbacks(trainer, verbose, logger: keras.callbacks.Callback,
+                       stop_requested: Callable[[], str | None] = lambda: None):
+    """(callbacks for ``model.fit``, the EarlyStopping among them) for a ``trainer`` config;
+    ``stop_requested`` as StopWhenRequested's."""
     early_stop = keras.callbacks.EarlyStopping(
         monitor=trainer.monitor, patience=trainer.early_stopping_patience,
         restore_best_weights=True)
     callbacks = [
+        StopWhenRequested(stop_requested),
         keras.callbacks.ReduceLROnPlateau(monitor=trainer.monitor, factor=trainer.lr_factor,
                                           patience=trainer.lr_patience, verbose=int(verbose != 0)),
         early_stop,

@@ -37,21 +37,34 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
 
 
 INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+_requested: list[str] = []  # the signal that asked the current block to stop, once one has
 
 
 def _raise_interrupt(signum, frame):
     for other in INTERRUPTS:  # the process is on its way out: nothing may cut that short
         signal.signal(other, signal.SIG_IGN)
-    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+    _requested.append(f"signal {signal.Signals(signum).name}")
+    raise KeyboardInterrupt(_requested[0])
+
+
+def interrupt_requested() -> str | None:
+    """``"signal SIGINT"`` or ``"signal SIGTERM"`` once one has arrived inside
+    ``signals_as_interrupt``, else None. The KeyboardInterrupt the signal raises can be lost:
+    it is raised in whatever code runs at that moment, and a ``__del__`` with a bare
+    ``except`` swallows it without a word (TensorFlow's
+    ``ConcreteFunctionGarbageCollector.__del__`` does); so a long loop asks this at its safe
+    points and raises again."""
+    return _requested[0] if _requested else None
 
 
 @contextmanager
 def signals_as_interrupt() -> Iterator[None]:
-    """The first SIGINT or SIGTERM inside the block raises KeyboardInterrupt, so that both
-    unwind like Ctrl-C (also in a process started in the background, where the shell leaves
-    SIGINT ignored). From then on both are ignored until the process exits: a second Ctrl-C
-    cannot interrupt the closing of the run or the exit. Without a signal, the previous
-    handlers come back afterwards."""
+    """The first SIGINT or SIGTERM inside the block raises KeyboardInterrupt and is recorded
+    (``interrupt_requested``), so that both unwind like Ctrl-C (also in a process started in
+    the background, where the shell leaves SIGINT ignored). From then on both are ignored until
+    the process exits: a second Ctrl-C cannot interrupt the closing of the run or the exit.
+    Without a signal, the previous handlers come back afterwards."""
+    _requested.clear()
     previous = {signum: signal.signal(signum, _raise_interrupt) for signum in INTERRUPTS}
     try:
         yield

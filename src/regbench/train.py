@@ -79,7 +79,8 @@ def _train(cfg: DictConfig, parent_run_id: str | None, threads: int | None) -> f
         from regbench.training import train_and_evaluate
 
         with cli.signals_as_interrupt():
-            result = train_and_evaluate(cfg, parent_run_id=parent_run_id, threads=threads)
+            result = train_and_evaluate(cfg, parent_run_id=parent_run_id, threads=threads,
+                                        stop_requested=cli.interrupt_requested)
     except KeyboardInterrupt as interrupt:
         print(f"interrupted ({interrupt or 'Ctrl-C'}): the run is marked KILLED", file=sys.stderr)
         sys.exit(cli.EXIT_INTERRUPTED)

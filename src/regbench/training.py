@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,16 +91,15 @@ def _final_metrics(model, splits, history: dict, early_stop, seconds: float):
 
 def _log_plots(history: dict[str, list[float]], arm: str, probs, labels) -> None:
     import mlflow
-    import numpy as np
 
     from regbench.metrics import reliability_bins
-    from regbench.plots import plot_learning_curves, plot_reliability
+    from regbench.plots import CurveBand, plot_learning_curves, plot_reliability
 
     bins = reliability_bins(probs, labels)
     mlflow.log_dict(bins.to_dict(), record.RELIABILITY_ARTIFACT)
     learning_curves, reliability = record.PLOTS
     with tempfile.TemporaryDirectory() as folder:
-        curves = {arm: {key: np.array([values]) for key, values in history.items()}}
+        curves = {arm: {key: CurveBand.of_runs([values]) for key, values in history.items()}}
         plot_learning_curves(curves, Path(folder) / learning_curves)
         plot_reliability({arm: bins}, Path(folder) / reliability)
         mlflow.log_artifacts(folder, artifact_path=record.PLOTS_DIR)
@@ -117,14 +117,17 @@ def kernel_arguments(kernel: DictConfig | None) -> dict | None:
 
 
 def train_and_evaluate(cfg: DictConfig, parent_run_id: str | None = None,
-                       threads: int | None = None) -> RunResult:
+                       threads: int | None = None,
+                       stop_requested: Callable[[], str | None] = lambda: None) -> RunResult:
     """Train, test and record one run of the composed config ``cfg``; return its RunResult.
 
     ``parent_run_id`` nests the run under a sweep's parent run; ``threads`` is TensorFlow's
-    thread count when ``trainer.threads`` is null (None: TensorFlow's default). Raises
-    ConfigError, DataError or StoreError before any run exists; once the run exists, any
-    exception (TrainingDiverged for a NaN loss) or KeyboardInterrupt closes it FAILED or KILLED
-    and propagates.
+    thread count when ``trainer.threads`` is null (None: TensorFlow's default);
+    ``stop_requested()`` gives a reason to stop (None: go on), asked at every batch and before
+    the run is declared FINISHED: once it gives one, KeyboardInterrupt(reason) is raised.
+    Raises ConfigError, DataError or StoreError before any run exists; once the run exists,
+    any exception (TrainingDiverged for a NaN loss) or KeyboardInterrupt closes it FAILED or
+    KILLED and propagates.
     """
     validate(cfg)
     import mlflow
@@ -144,7 +147,8 @@ def train_and_evaluate(cfg: DictConfig, parent_run_id: str | None = None,
     model = compile_classifier(build_mlp(cfg.model, lambda: instantiate(kernel)), cfg.trainer)
     verbose = _verbosity(cfg.trainer.verbose)
     callbacks, early_stop = training_callbacks(cfg.trainer, verbose,
-                                               logger=EpochMetricsCallback())
+                                               logger=EpochMetricsCallback(),
+                                               stop_requested=stop_requested)
     tags = {record.TAG_REGULARIZER: cfg.regularizer.name, record.TAG_MODEL: cfg.model.name,
             record.TAG_DATA: cfg.data.name, record.TAG_SEED: str(cfg.seed),
             record.TAG_GIT_COMMIT: tracking.git_commit(), record.TAG_DATA_SHA256: splits.sha256,
@@ -170,4 +174,6 @@ def train_and_evaluate(cfg: DictConfig, parent_run_id: str | None = None,
         mlflow.log_metrics(metrics)
         _log_plots(history, arm, probs, splits.y_test)
         tracking.log_keras_model(inference_copy(model), splits.x_test[:5])
+        if reason := stop_requested():
+            raise KeyboardInterrupt(reason)
     return RunResult(run.info.run_id, name, arm, metrics, float(early_stop.best))
