@@ -260,6 +260,26 @@ def compare_seconds(uri: str, out: Path, repeats: int) -> tuple[list[float], flo
     return [seconds for seconds, _ in measured], max(peak for _, peak in measured)
 
 
+def curve_read_seconds(uri: str, repeats: int) -> dict[str, list[float]]:
+    """Seconds to read the curve bands of every arm of the store at ``uri``, alternately as
+    the database's aggregates (``sql``) and run by run through MLflow's client (``client``,
+    the read a tracking server gets)."""
+    import mlflow
+
+    from regbench import query
+
+    mlflow.set_tracking_uri(uri)
+    runs = query.fetch_runs("regbench", None).runs
+    by_arm = {arm: list(group["run_id"]) for arm, group in runs.groupby("arm")}
+    seconds = {"sql": [], "client": []}
+    for _ in range(repeats):
+        for name, bulk in (("sql", True), ("client", False)):
+            started = time.perf_counter()
+            query.curve_bands(by_arm, bulk=bulk)
+            seconds[name].append(time.perf_counter() - started)
+    return seconds
+
+
 # 5. start-up ------------------------------------------------------------------------------------
 
 def startup(arguments: list[str], repeats: int) -> tuple[list[float], bool]:
@@ -436,6 +456,14 @@ def measure(quick: bool, scratch: Path) -> list[Figure]:
             4, f"make compare on a store of {runs} runs", statistics.median(seconds), goal, "s",
             seconds, "whole command: interpreter start, imports, queries, statistics, table, "
             f"plots; 20 epochs of 6 curves a run; peak memory {peak:.0f} MiB (goal < 1,024)."))
+        if runs == 1000 or quick:
+            read = curve_read_seconds(uri, 3)
+            figures.append(Figure(
+                4, f"reading the curve bands of {runs} runs: SQL aggregates / run by run",
+                median_ratio(read["sql"], read["client"]), None, "x",
+                [a / b for a, b in zip(read["sql"], read["client"], strict=True)],
+                f"median s: SQL aggregates {statistics.median(read['sql']):.2f}, run by run "
+                f"through MLflow's client {statistics.median(read['client']):.2f}."))
 
     for label, arguments in (("--help", ["--help"]), ("--cfg job", ["--cfg", "job"])):
         seconds, imported = startup(arguments, 3 if quick else 5)

@@ -172,14 +172,36 @@ def test_margins_come_from_the_command_line():
             compare.parse_margins(bad)
 
 
-def test_curves_read_in_bulk_equal_curves_read_run_by_run(store):
-    """Pins the private SQL read (query._sql_store, _sql_points) against the public client."""
+def test_bands_and_best_values_from_sql_equal_those_from_each_run_history(store):
+    """Pins the private SQL aggregates (query._sql_store, _sql_bands, best_values) against the
+    public client's histories aggregated here: runs of unequal length, a NaN, an arm of one."""
     mlflow.set_tracking_uri(sqlite_uri(store))
-    run_ids = list(query.fetch_runs("regbench", None).runs["run_id"])
+    client = MlflowClient()
+    experiment_id = client.create_experiment("curve-bands")
+    histories = {"a": [[0.5, 0.4, 0.3], [0.6, float("nan"), 0.2, 0.1]], "b": [[0.9, 0.8]]}
+    runs_by_arm = {arm: [] for arm in histories}
+    for arm, series in histories.items():
+        for values in series:
+            run_id = client.create_run(experiment_id).info.run_id
+            for step, value in enumerate(values):
+                for metric in ("loss", "val_accuracy"):
+                    client.log_metric(run_id, metric, value, step=step)
+            runs_by_arm[arm].append(run_id)
     assert query._sql_store() is not None
-    bulk = query.metric_curves(run_ids)
-    assert bulk == query.metric_curves(run_ids, bulk=False)
-    assert bulk[run_ids[0]]["loss"] == pytest.approx([1.0, 0.5, 1 / 3])
+    sql, rest = query.curve_bands(runs_by_arm), query.curve_bands(runs_by_arm, bulk=False)
+    for arm in histories:
+        assert set(sql[arm]) == set(rest[arm]) == {"loss", "val_accuracy"}
+        for metric, band in sql[arm].items():
+            assert band.runs == rest[arm][metric].runs == len(histories[arm])
+            for field in ("mean", "low", "high"):
+                np.testing.assert_allclose(getattr(band, field),
+                                           getattr(rest[arm][metric], field), rtol=1e-12)
+    np.testing.assert_allclose(sql["a"]["loss"].mean, [0.55, 0.4, 0.25, 0.1])
+    np.testing.assert_allclose(sql["a"]["loss"].high, [0.6, 0.4, 0.3, 0.1])
+    run_ids = [run_id for ids in runs_by_arm.values() for run_id in ids]
+    best = query.best_values(run_ids, "val_accuracy")
+    assert best == query.best_values(run_ids, "val_accuracy", bulk=False)
+    assert list(best.values()) == [0.5, 0.6, 0.9]
 
 
 def test_runs_read_from_the_sql_tables_equal_what_search_runs_gives(store):
@@ -212,7 +234,7 @@ def test_one_progress_bar_for_the_whole_read_and_only_when_it_is_slow(store, cap
     artifacts = query.read_artifacts(runs)
     err = capfd.readouterr().err
     assert err.count("reading 26 runs") >= 1 and "Downloading artifacts" not in err
-    assert err.count("reading") == 1 and "/52 " in err and len(artifacts.curves) == 26
+    assert err.count("reading") == 1 and "/52 " in err and len(artifacts.curves) == 6  # arms
 
 
 def test_the_report_is_printed_written_and_logged(store, tmp_path, capsys):

@@ -38,6 +38,7 @@ GRIDS = {  # regularizer option -> regularizer.weight values; each reaches a gra
     "custom_columns": (1e-2, 1.0, 1e2, 1e4, 1e5, 1e6),
 }
 SELECTION_SEEDS = (0, 1, 2)
+SELECTED_ON = "val_accuracy"  # the curve whose best epoch a strength is chosen on
 TUNED_SEEDS = (100, 101, 102, 103, 104)
 RULES = ("best", "1se")
 CONTROL = "none"
@@ -185,8 +186,7 @@ def read_path(experiment: str) -> PathStudy:
     from regbench import query
 
     recorded = query.fetch_runs(experiment, None).runs
-    curves = query.metric_curves(list(recorded["run_id"]))
-    best_val = {run_id: max(c.get("val_accuracy", [np.nan])) for run_id, c in curves.items()}
+    best_val = query.best_values(list(recorded["run_id"]), SELECTED_ON)
     points = path_points(recorded, best_val)
     return PathStudy(recorded, points,
                      [select(name, path) for name, path in points.items() if name != CONTROL])
@@ -246,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen = selection_markdown(study.selections, args.rule)
     (out / "selection.md").write_text(header + chosen)
     print(chosen)
-    return compare.main(["--experiment", tuned, "--reference", CONTROL, "--out", str(out),
+    return compare.main(["--experiment", tuned, "--reference", CONTROL,  # out: its default
+                         *(["--out", str(args.out)] if args.out else []),
                          *(["--tracking-uri", args.tracking_uri] if args.tracking_uri else [])])
 
 

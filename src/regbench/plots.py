@@ -1,9 +1,11 @@
 """PNG figures (matplotlib, Agg backend) for one run or for several arms of runs.
 
-Curves are given per arm as ``{metric: array of shape (runs, epochs)}``, NaN where a run stopped
-early; an arm is drawn as its mean over runs, with a min-max band when it has several runs.
+An arm's curve of one metric is a CurveBand: by epoch, the mean over its runs with a min-max
+band when it has several runs.
 """
 
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -21,23 +23,40 @@ PANELS = (
 )
 
 
-def pad_runs(series: list[list[float]]) -> np.ndarray:
-    """Runs of unequal length -> array (runs, longest), NaN after a run's last epoch."""
-    longest = max(len(s) for s in series)
-    return np.array([list(s) + [np.nan] * (longest - len(s)) for s in series], dtype=float)
+@dataclass(frozen=True)
+class CurveBand:
+    """One metric of an arm of ``runs`` runs, by epoch (index e is epoch e + 1): ``mean``,
+    ``low`` and ``high`` are the mean, minimum and maximum of the values the runs logged at that
+    epoch, NaN values left out (NaN where no run has a value there)."""
+
+    mean: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    runs: int
+
+    @classmethod
+    def of_runs(cls, series: list[list[float]]) -> "CurveBand":
+        """The band of runs given as their values by epoch (runs may stop at different
+        epochs)."""
+        longest = max(len(s) for s in series)
+        padded = np.array([list(s) + [np.nan] * (longest - len(s)) for s in series],
+                          dtype=float)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an epoch where every value is NaN
+            return cls(np.nanmean(padded, axis=0), np.nanmin(padded, axis=0),
+                       np.nanmax(padded, axis=0), len(series))
 
 
-def _draw(axis, runs: np.ndarray, color, style, label):
-    epochs = np.arange(1, runs.shape[1] + 1)
-    with np.errstate(all="ignore"):
-        axis.plot(epochs, np.nanmean(runs, axis=0), style, color=color, label=label)
-        if runs.shape[0] > 1:
-            axis.fill_between(epochs, np.nanmin(runs, axis=0), np.nanmax(runs, axis=0),
-                              color=color, alpha=0.15)
+def _draw(axis, band: CurveBand, color, style, label):
+    epochs = np.arange(1, len(band.mean) + 1)
+    axis.plot(epochs, band.mean, style, color=color, label=label)
+    if band.runs > 1:
+        axis.fill_between(epochs, band.low, band.high, color=color, alpha=0.15)
 
 
-def plot_learning_curves(curves: dict[str, dict[str, np.ndarray]], path: Path) -> Path:
-    """Train (solid) and validation (dashed) curves of each arm, one panel per PANELS entry."""
+def plot_learning_curves(curves: dict[str, dict[str, CurveBand]], path: Path) -> Path:
+    """Train (solid) and validation (dashed) curves of each arm (arm -> metric -> band), one
+    panel per PANELS entry."""
     figure, axes = plt.subplots(1, len(PANELS), figsize=(6 * len(PANELS), 4.5))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for (title, metric), axis in zip(PANELS, axes, strict=True):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,10 +77,11 @@ def fetch_runs(experiment: str, filter_string: str | None) -> RecordedRuns:
 
 @dataclass(frozen=True)
 class RunArtifacts:
-    """What a report draws besides the table: per run, its curves (metric -> values by epoch)
-    and its test reliability bins (None where the run has no reliability.json)."""
+    """What a report draws besides the table: per arm, its curves (metric -> CurveBand over the
+    arm's runs), and per run its test reliability bins (None where the run has no
+    reliability.json)."""
 
-    curves: dict[str, dict[str, list[float]]]
+    curves: dict[str, dict[str, object]]
     reliability: dict[str, object]
 
     @property
@@ -117,16 +118,10 @@ def _reliability(artifact_uri: str):
         return None
 
 
-def _curves_one_run(run_id: str) -> dict[str, list[float]]:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient()
-    curves = {}
-    for metric in record.CURVE_METRICS:
-        points = sorted(client.get_metric_history(run_id, metric), key=lambda m: m.step)
-        if points:
-            curves[metric] = [m.value for m in points]
-    return curves
+def _history(client, run_id: str, metric: str) -> list[float]:
+    """One run's values of ``metric`` in step order, over MLflow's public client."""
+    return [m.value for m in sorted(client.get_metric_history(run_id, metric),
+                                    key=lambda m: m.step)]
 
 
 def _sql_store():
@@ -134,12 +129,12 @@ def _sql_store():
 
     MLflow's public client reads one run's history per call (and its SQL store's
     ``get_metric_history_bulk``, behind the UI's chart of many runs, one metric at a time as
-    one ORM object per point: 5 s for 1,000 runs of 20 epochs). A report reads every curve
-    point of every run, so on a SQL store it asks for (run, metric, step, value) rows of all
-    its runs in one query per chunk of runs, through the store's private session and metric
-    table (``_tracking_client.store``, ``ManagedSessionMaker``, ``SqlMetric``), pinned by
-    tests/test_compare.py: both reads give the same curves. A tracking server has no such
-    store and is read run by run over REST.
+    one ORM object per point: 5 s for 1,000 runs of 20 epochs). A report needs per arm and
+    epoch only the mean, minimum and maximum of each curve, and per run its best value, so on a
+    SQL store it has the database compute those (GROUP BY) over the store's private session and
+    metric table (``_tracking_client.store``, ``ManagedSessionMaker``, ``SqlMetric``), pinned by
+    tests/test_compare.py: both reads give the same bands and values. A tracking server has no
+    such store and is read run by run over REST.
     """
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
     from mlflow.tracking import MlflowClient
@@ -148,17 +143,106 @@ def _sql_store():
     return store if isinstance(store, SqlAlchemyStore) else None
 
 
-def _sql_points(store, run_ids: list[str], progress: Callable[[int], object]):
-    """(run id, metric, step, value) of every CURVE_METRICS point of ``run_ids``."""
+def _ignore(_: int) -> None:
+    """A progress callback that shows nothing."""
+
+
+def _chunks(run_ids: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(run_ids), BULK_CHUNK):
+        yield run_ids[start:start + BULK_CHUNK]
+
+
+def _sql_bands(store, run_ids: list[str], progress: Callable[[int], object]) -> dict:
+    """metric -> CurveBand of the runs ``run_ids``, computed by the database: count, sum,
+    minimum and maximum of the non-NaN values per metric and step, one query per chunk of runs,
+    the chunks' aggregates then combined (mean = total sum / total count)."""
+    import numpy as np
+    import sqlalchemy
     from mlflow.store.tracking.dbmodels.models import SqlMetric
 
-    columns = (SqlMetric.run_uuid, SqlMetric.key, SqlMetric.step, SqlMetric.value)
+    from regbench.plots import CurveBand
+
+    value = SqlMetric.value
+    columns = (SqlMetric.key, SqlMetric.step, sqlalchemy.func.count(value),
+               sqlalchemy.func.sum(value), sqlalchemy.func.min(value), sqlalchemy.func.max(value))
+    rows = []
     with store.ManagedSessionMaker() as session:
-        for start in range(0, len(run_ids), BULK_CHUNK):
-            chunk = run_ids[start:start + BULK_CHUNK]
-            yield from session.query(*columns).filter(
-                SqlMetric.key.in_(record.CURVE_METRICS), SqlMetric.run_uuid.in_(chunk)).all()
+        for chunk in _chunks(run_ids):
+            # every metric of the chunk's runs, the curves picked out below: with the keys in
+            # the WHERE clause SQLite reads each key's rows of the whole table (4x slower)
+            rows += session.query(*columns).filter(
+                SqlMetric.run_uuid.in_(chunk), SqlMetric.is_nan.is_(False)).group_by(
+                    SqlMetric.key, SqlMetric.step).all()
             progress(len(chunk))
+    frame = pd.DataFrame(rows, columns=["metric", "step", "count", "sum", "low", "high"])
+    steps = frame[frame["metric"].isin(record.CURVE_METRICS)].groupby(["metric", "step"]).agg(
+        {"count": "sum", "sum": "sum", "low": "min", "high": "max"})
+    bands = {}
+    for metric, frame in steps.groupby(level="metric"):
+        frame = frame.droplevel("metric").reindex(range(frame.index.get_level_values(1).max() + 1))
+        bands[metric] = CurveBand(np.asarray(frame["sum"] / frame["count"], dtype=float),
+                                  np.asarray(frame["low"], dtype=float),
+                                  np.asarray(frame["high"], dtype=float), len(run_ids))
+    return bands
+
+
+def curve_bands(runs_by_arm: dict[str, list[str]], bulk: bool = True,
+                progress: Callable[[int], object] = _ignore) -> dict[str, dict[str, object]]:
+    """arm -> metric -> CurveBand over the arm's runs, for the contract's CURVE_METRICS: the
+    database aggregates on a SQL store (``bulk``); else each run's history is read (one request
+    per run and metric, spread over a pool of threads: the store's latency, not its work, is
+    what they wait for) and aggregated here. ``progress(n)`` is called as each n runs are
+    read."""
+    from mlflow.tracking import MlflowClient
+
+    from regbench.plots import CurveBand
+
+    store = _sql_store() if bulk else None
+    if store is not None:
+        return {arm: _sql_bands(store, run_ids, progress) for arm, run_ids in runs_by_arm.items()}
+    client = MlflowClient()
+
+    def read(run_id):
+        curves = {metric: values for metric in record.CURVE_METRICS
+                  if (values := _history(client, run_id, metric))}
+        progress(1)
+        return curves
+
+    bands = {}
+    with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
+        for arm, run_ids in runs_by_arm.items():
+            curves = list(pool.map(read, run_ids))
+            bands[arm] = {metric: CurveBand.of_runs(series) for metric in record.CURVE_METRICS
+                          if (series := [c[metric] for c in curves if metric in c])}
+    return bands
+
+
+def best_values(run_ids: list[str], metric: str, bulk: bool = True) -> dict[str, float]:
+    """run id -> the largest non-NaN value the run logged of ``metric`` (NaN if none): one
+    query per chunk of runs on a SQL store (``bulk``), else one request per run."""
+    import sqlalchemy
+
+    best = dict.fromkeys(run_ids, float("nan"))
+    store = _sql_store() if bulk else None
+    if store is None:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient()
+        with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
+            for run_id, values in zip(run_ids, pool.map(
+                    lambda run_id: _history(client, run_id, metric), run_ids), strict=True):
+                finite = [v for v in values if v == v]
+                best[run_id] = max(finite) if finite else float("nan")
+        return best
+    from mlflow.store.tracking.dbmodels.models import SqlMetric
+
+    with store.ManagedSessionMaker() as session:
+        for chunk in _chunks(run_ids):
+            best.update(session.query(SqlMetric.run_uuid, sqlalchemy.func.max(SqlMetric.value))
+                        .filter(SqlMetric.key == metric, SqlMetric.run_uuid.in_(chunk),
+                                SqlMetric.is_nan.is_(False))
+                        .group_by(SqlMetric.run_uuid).all())
+    return best
 
 
 def _sql_finished_runs(store, experiment_id: str) -> pd.DataFrame:
@@ -197,37 +281,10 @@ def _sql_finished_runs(store, experiment_id: str) -> pd.DataFrame:
     return info.set_index("run_id").join([metrics, params, tags]).reset_index()
 
 
-def _ignore(_: int) -> None:
-    """A progress callback that shows nothing."""
-
-
-def metric_curves(run_ids: list[str], bulk: bool = True,
-                  progress: Callable[[int], object] = _ignore) -> dict[str, dict[str, list[float]]]:
-    """run id -> {metric: values by step} for the contract's CURVE_METRICS: one query per
-    chunk of runs on a SQL store (``bulk``), else one request per run and metric, spread over
-    a pool of threads (the store's latency, not its work, is what they wait for).
-    ``progress(n)`` is called as each n runs are read."""
-    store = _sql_store() if bulk else None
-    if store is None:
-        def read(run_id):
-            curves = _curves_one_run(run_id)
-            progress(1)
-            return curves
-
-        with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
-            return dict(zip(run_ids, pool.map(read, run_ids), strict=True))
-    points: dict[str, dict[str, list]] = {run_id: {} for run_id in run_ids}
-    for run_id, metric, step, value in _sql_points(store, run_ids, progress):
-        points[run_id].setdefault(metric, []).append((step, value))
-    return {run_id: {metric: [value for _, value in sorted(pairs)]
-                     for metric, pairs in curves.items()}
-            for run_id, curves in points.items()}
-
-
 def read_artifacts(runs: pd.DataFrame) -> RunArtifacts:
-    """The curves and reliability bins of every run in ``runs`` (columns run_id,
-    artifact_uri), with one progress bar on stderr for the whole read, shown only when the
-    read takes longer than PROGRESS_DELAY seconds."""
+    """The curve bands of every arm in ``runs`` (columns run_id, arm, artifact_uri) and the
+    reliability bins of every run, with one progress bar on stderr for the whole read, shown
+    only when the read takes longer than PROGRESS_DELAY seconds."""
     from tqdm import tqdm
 
     with tqdm(total=2 * len(runs), desc=f"reading {len(runs)} runs", unit="read",
@@ -240,5 +297,6 @@ def read_artifacts(runs: pd.DataFrame) -> RunArtifacts:
         with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
             reliability = dict(zip(runs["run_id"], pool.map(reliability_of, runs["artifact_uri"]),
                                    strict=True))
-        curves = metric_curves(list(runs["run_id"]), progress=bar.update)
+        runs_by_arm = {arm: list(group["run_id"]) for arm, group in runs.groupby("arm", sort=False)}
+        curves = curve_bands(runs_by_arm, progress=bar.update)
     return RunArtifacts(curves, reliability)

@@ -171,14 +171,12 @@ def write_plots(comparison: Comparison, artifacts: RunArtifacts, folder: Path) -
     """Learning curves (mean over seeds, min-max band), test accuracy per seed, and the arms'
     pooled reliability diagrams (of the runs that have bins)."""
     from regbench.metrics import ReliabilityBins
-    from regbench.plots import pad_runs, plot_learning_curves, plot_per_seed, plot_reliability
+    from regbench.plots import plot_learning_curves, plot_per_seed, plot_reliability
 
     curves, bins, per_seed = {}, {}, {}
     for arm in comparison.summary["arm"]:
         group = comparison.runs[comparison.runs["arm"] == arm]
-        arm_curves = [artifacts.curves[run_id] for run_id in group["run_id"]]
-        curves[arm] = {metric: pad_runs(series) for metric in record.CURVE_METRICS
-                       if (series := [c[metric] for c in arm_curves if metric in c])}
+        curves[arm] = artifacts.curves[arm]
         parts = [artifacts.reliability[r] for r in group["run_id"]
                  if artifacts.reliability[r] is not None]
         if parts:

@@ -246,6 +246,7 @@ def _bootstrap_interval(a: np.ndarray, r: np.ndarray, paired: bool, seed: int = 
         warnings.simplefilter("ignore")  # degenerate (constant) samples give NaN, as they should
         interval = stats.bootstrap(data, statistic, method="BCa", confidence_level=CONFIDENCE,
                                    n_resamples=BOOTSTRAP_RESAMPLES,
+                                   batch=max(1, BOOTSTRAP_CELLS // len(a)),
                                    rng=np.random.default_rng(seed)).confidence_interval
     return float(interval.low), float(interval.high)
 
