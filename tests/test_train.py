@@ -1,5 +1,7 @@
 """The run record contract (regbench.record), checked on real runs on synthetic data."""
 
+import subprocess
+
 import mlflow
 import numpy as np
 import pytest
@@ -120,3 +122,24 @@ def test_training_on_real_mnist(tmp_path):
     assert run["metrics.test_accuracy"] > 0.7
     mlflow.set_tracking_uri(sqlite_uri(tmp_path))
     assert MlflowClient().get_run(run.run_id).data.params["data.limit"] == "2000"
+
+
+def test_the_commit_is_dirty_for_changed_code_not_for_rewritten_reports(tmp_path):
+    from regbench.tracking import git_commit
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                       check=True, capture_output=True)
+
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "path.md").write_text("old report\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "one")
+    clean = git_commit(tmp_path, tmp_path / "reports")
+    assert len(clean) == 40
+    (tmp_path / "reports" / "path.md").write_text("new report\n")  # `make path` wrote it
+    assert git_commit(tmp_path, tmp_path / "reports") == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path, tmp_path / "reports") == clean + "-dirty"

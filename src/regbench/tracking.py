@@ -18,12 +18,13 @@ import subprocess
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import mlflow
 
 from regbench import record
-from regbench.paths import PROJECT_ROOT
+from regbench.paths import PROJECT_ROOT, REPORTS_DIR
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -53,15 +54,18 @@ def config_hash(cfg) -> str:
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def git_commit() -> str:
-    """HEAD of the project's checkout, suffixed ``-dirty`` when tracked files are modified."""
+def git_commit(root: Path = PROJECT_ROOT, reports: Path = REPORTS_DIR) -> str:
+    """HEAD of the project's checkout ``root``, suffixed ``-dirty`` when tracked files are
+    modified, except those under ``reports``: the project's commands write them (``make
+    path`` rewrites the path report that ``make tuned`` trains after), they are not code."""
     def git(*args):
-        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True)
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
 
     head = git("rev-parse", "HEAD")
     if head.returncode != 0:
         return "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                f":(exclude){os.path.relpath(reports, root)}").stdout.strip()
     return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
