@@ -269,8 +269,7 @@ def curve_read_seconds(uri: str, repeats: int) -> dict[str, list[float]]:
     from regbench import query
 
     mlflow.set_tracking_uri(uri)
-    runs = query.fetch_runs("regbench", None).runs
-    by_arm = {arm: list(group["run_id"]) for arm, group in runs.groupby("arm")}
+    by_arm = query.runs_by_arm(query.fetch_runs("regbench", None).runs)
     seconds = {"sql": [], "client": []}
     for _ in range(repeats):
         for name, bulk in (("sql", True), ("client", False)):

@@ -44,7 +44,7 @@ class StopWhenRequested(keras.callbacks.Callback):
 
 
 def training_callbacks(trainer, verbose, logger: keras.callbacks.Callback,
-                       stop_requested: Callable[[], str | None] = lambda: None):
+                       stop_requested: Callable[[], str | None]):
     """(callbacks for ``model.fit``, the EarlyStopping among them) for a ``trainer`` config;
     ``stop_requested`` as StopWhenRequested's."""
     early_stop = keras.callbacks.EarlyStopping(

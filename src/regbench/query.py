@@ -178,12 +178,18 @@ def _sql_bands(store, run_ids: list[str], progress: Callable[[int], object]) -> 
     steps = frame[frame["metric"].isin(record.CURVE_METRICS)].groupby(["metric", "step"]).agg(
         {"count": "sum", "sum": "sum", "low": "min", "high": "max"})
     bands = {}
-    for metric, frame in steps.groupby(level="metric"):
-        frame = frame.droplevel("metric").reindex(range(frame.index.get_level_values(1).max() + 1))
-        bands[metric] = CurveBand(np.asarray(frame["sum"] / frame["count"], dtype=float),
-                                  np.asarray(frame["low"], dtype=float),
-                                  np.asarray(frame["high"], dtype=float), len(run_ids))
+    for metric, of_metric in steps.groupby(level="metric"):
+        by_step = of_metric.droplevel("metric")
+        by_step = by_step.reindex(range(by_step.index.max() + 1))  # NaN at a step without values
+        bands[metric] = CurveBand(np.asarray(by_step["sum"] / by_step["count"], dtype=float),
+                                  np.asarray(by_step["low"], dtype=float),
+                                  np.asarray(by_step["high"], dtype=float), len(run_ids))
     return bands
+
+
+def runs_by_arm(runs: pd.DataFrame) -> dict[str, list[str]]:
+    """arm -> the ids of its runs, for a table of runs (columns run_id, arm), in table order."""
+    return {arm: list(group["run_id"]) for arm, group in runs.groupby("arm", sort=False)}
 
 
 def curve_bands(runs_by_arm: dict[str, list[str]], bulk: bool = True,
@@ -297,6 +303,5 @@ def read_artifacts(runs: pd.DataFrame) -> RunArtifacts:
         with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
             reliability = dict(zip(runs["run_id"], pool.map(reliability_of, runs["artifact_uri"]),
                                    strict=True))
-        runs_by_arm = {arm: list(group["run_id"]) for arm, group in runs.groupby("arm", sort=False)}
-        curves = curve_bands(runs_by_arm, progress=bar.update)
+        curves = curve_bands(runs_by_arm(runs), progress=bar.update)
     return RunArtifacts(curves, reliability)
