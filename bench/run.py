@@ -252,12 +252,26 @@ def fill_store(store: Path, runs: int, epochs: int) -> str:
     return uri
 
 
-def compare_seconds(uri: str, out: Path, repeats: int) -> tuple[list[float], float]:
-    """Wall seconds of each of ``repeats`` ``python -m regbench.compare`` on the store, and the
-    largest peak memory (MiB) among them."""
-    measured = [seconds_and_peak_mib([PYTHON, "-m", "regbench.compare", "--tracking-uri", uri,
-                                      "--no-log", "--out", str(out)]) for _ in range(repeats)]
-    return [seconds for seconds, _ in measured], max(peak for _, peak in measured)
+# ``python -m regbench.compare`` with its collector pause and final-collection skip turned off
+PLAIN_COMPARE = ("import contextlib, runpy, sys; from regbench import cli; "
+                 "cli.collector_paused = contextlib.nullcontext; "
+                 "cli.exit_skipping_final_collection = sys.exit; "
+                 "runpy.run_module('regbench.compare', run_name='__main__', alter_sys=True)")
+
+
+def compare_seconds(uri: str, out: Path, repeats: int,
+                    plain: bool = False) -> tuple[list[float], list[float], float]:
+    """Wall seconds of each of ``repeats`` ``python -m regbench.compare`` on the store and, with
+    ``plain``, of the same command with the cycle collector left as Python has it (alternated);
+    and the largest peak memory (MiB) of the real command."""
+    arguments = ["--tracking-uri", uri, "--no-log", "--out", str(out)]
+    measured, plain_seconds = [], []
+    for _ in range(repeats):
+        measured.append(seconds_and_peak_mib([PYTHON, "-m", "regbench.compare", *arguments]))
+        if plain:
+            plain_seconds.append(seconds_and_peak_mib([PYTHON, "-c", PLAIN_COMPARE,
+                                                       *arguments])[0])
+    return [seconds for seconds, _ in measured], plain_seconds, max(p for _, p in measured)
 
 
 def curve_read_seconds(uri: str, repeats: int) -> dict[str, list[float]]:
@@ -450,11 +464,20 @@ def measure(quick: bool, scratch: Path) -> list[Figure]:
         f"median {1000 * statistics.median(logging):.1f} ms per epoch (10 metrics, SQLite)."))
     for runs, goal in ((100, 3.0),) if quick else ((1000, 3.0), (10_000, 15.0)):
         uri = fill_store(scratch / f"large-{runs}", runs, 20)
-        seconds, peak = compare_seconds(uri, scratch / "report", 1 if quick else 3)
+        seconds, plain, peak = compare_seconds(uri, scratch / "report", 1 if quick else 3,
+                                               plain=runs == 1000 or quick)
         figures.append(Figure(
             4, f"make compare on a store of {runs} runs", statistics.median(seconds), goal, "s",
             seconds, "whole command: interpreter start, imports, queries, statistics, table, "
             f"plots; 20 epochs of 6 curves a run; peak memory {peak:.0f} MiB (goal < 1,024)."))
+        if plain:
+            figures.append(Figure(
+                4, f"make compare on {runs} runs, cycle collector paused for the imports and "
+                "skipped at exit / as Python has it", median_ratio(seconds, plain), None, "x",
+                [a / b for a, b in zip(seconds, plain, strict=True)],
+                f"median s: {statistics.median(seconds):.2f} against "
+                f"{statistics.median(plain):.2f} (cli.collector_paused, "
+                "cli.exit_skipping_final_collection)."))
         if runs == 1000 or quick:
             read = curve_read_seconds(uri, 3)
             figures.append(Figure(

@@ -1,5 +1,7 @@
 """The comparison on a store whose runs carry metrics chosen here, so every number is known."""
 
+from pathlib import Path
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -302,19 +304,55 @@ def test_runs_with_missing_metrics_are_named_not_fatal(tmp_path):
     assert "lack test_ece" in report.markdown(result)
 
 
-def test_a_small_study_end_to_end(tmp_path, capsys):
+def test_a_small_study_end_to_end(tmp_path):
     """The study's multirun grid on synthetic data, then the comparison of its real runs."""
     result = run_module(
         "regbench.train", "-m", "experiment=l2_vs_custom", "data=synthetic", "trainer=smoke",
         "seed=0,1", f"mlflow.tracking_uri={sqlite_uri(tmp_path)}", "mlflow.experiment_name=study",
         f"hydra.sweep.dir={tmp_path / 'multirun'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert compare.main(["--tracking-uri", sqlite_uri(tmp_path), "--experiment", "study",
-                         "--out", str(tmp_path / "report")]) == 0
-    printed = capsys.readouterr().out
+    # the command itself: its exit skips the last cycle collection, yet everything is written
+    compared = run_module("regbench.compare", "--tracking-uri", sqlite_uri(tmp_path),
+                          "--experiment", "study", "--out", str(tmp_path / "report"), cwd=tmp_path)
+    assert compared.returncode == 0, compared.stderr[-3000:]
+    printed = compared.stdout
     for arm in ("l2-0.0001", "custom-0.0001", "none"):
         assert f"| {arm} | 2 | 0 1 |" in printed
     assert printed.count(" vs l2-0.0001: test accuracy ") == 2
+    assert printed.endswith("test_accuracy_per_seed.png, reliability.png)\n")
+    mlflow.set_tracking_uri(sqlite_uri(tmp_path))
+    logged = mlflow.search_runs(experiment_names=[compare.COMPARISONS_EXPERIMENT])
+    assert list(logged["status"]) == ["FINISHED"]
+    artifacts = MlflowClient().list_artifacts(logged.run_id[0])
+    assert {Path(a.path).name for a in artifacts} >= {"comparison.md", "learning_curves.png"}
+
+
+def test_a_command_s_imports_are_frozen_and_its_exit_skips_the_last_collection():
+    """cli.collector_paused: the collector is off inside, what was made is frozen after, the
+    collector's state comes back; cli.exit_skipping_final_collection freezes, then exits."""
+    import gc
+
+    from regbench import cli
+
+    try:
+        frozen = gc.get_freeze_count()
+        with cli.collector_paused():
+            assert not gc.isenabled()
+            made = [[index] for index in range(1000)]
+        assert gc.isenabled() and gc.get_freeze_count() >= frozen + len(made)
+        gc.disable()
+        with cli.collector_paused():
+            pass
+        assert not gc.isenabled()
+        gc.enable()
+        frozen = gc.get_freeze_count()
+        made_later = [[index] for index in range(1000)]  # (``made`` stays: frozen, counted)
+        with pytest.raises(SystemExit) as exited:
+            cli.exit_skipping_final_collection(3)
+        assert exited.value.code == 3 and gc.get_freeze_count() >= frozen + len(made_later)
+    finally:
+        gc.enable()
+        gc.unfreeze()
 
 
 def markdown_rows(text: str, first_header: str) -> dict[tuple[str, ...], list[str]]:

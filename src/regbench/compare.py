@@ -15,8 +15,12 @@ import sys
 from pathlib import Path
 
 from regbench import cli
-from regbench.comparison import DEFAULT_MARGINS, Target
 from regbench.paths import REPORTS_DIR
+
+with cli.collector_paused():
+    from regbench import query, report, store
+    from regbench.comparison import DEFAULT_MARGINS, Target, summarise
+    from regbench.tracking import git_commit
 
 COMPARISONS_EXPERIMENT = "regbench-comparisons"
 MAX_TAG_LENGTH = 8000
@@ -45,9 +49,7 @@ def log_report(paths: list[Path], tracking_uri: str | None, run_name: str,
     """Log report files as a run of COMPARISONS_EXPERIMENT with ``tags``; return its id."""
     import mlflow
 
-    from regbench.store import use_store
-
-    experiment_id = use_store(tracking_uri, COMPARISONS_EXPERIMENT)
+    experiment_id = store.use_store(tracking_uri, COMPARISONS_EXPERIMENT)
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
         for path in paths:
             mlflow.log_artifact(str(path))
@@ -92,10 +94,6 @@ def main(argv: list[str] | None = None) -> int:
 
     # one progress bar per artifact read would print a bar per run compared
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    from regbench import query, report, store
-    from regbench.comparison import summarise
-    from regbench.tracking import git_commit
-
     try:
         store.connect(args.tracking_uri)
     except store.StoreError as error:
@@ -120,4 +118,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.exit_skipping_final_collection(main())

@@ -21,13 +21,18 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-from scipy import stats as scipy_stats
-
 from regbench import cli, record
 from regbench.paths import REPORTS_DIR
-from regbench.stats import mean_interval
+
+with cli.collector_paused():
+    import numpy as np
+    import pandas as pd
+    from scipy import stats as scipy_stats
+
+    from regbench import compare, query, store
+    from regbench.report import provenance
+    from regbench.stats import mean_interval
+    from regbench.tracking import git_commit
 
 GRIDS = {  # regularizer option -> regularizer.weight values; each reaches a gradient share > 1
     "l1": (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1),
@@ -183,8 +188,6 @@ class PathStudy:
 def read_path(experiment: str) -> PathStudy:
     """The path experiment's runs, its points per regularizer, and each regularizer's
     selection."""
-    from regbench import query
-
     recorded = query.fetch_runs(experiment, None).runs
     best_val = query.best_values(list(recorded["run_id"]), SELECTED_ON)
     points = path_points(recorded, best_val)
@@ -215,10 +218,6 @@ def main(argv: list[str] | None = None) -> int:
              *([f"mlflow.tracking_uri={args.tracking_uri}"] if args.tracking_uri else []))
     if args.step == "run":
         return run_all(train_commands(args.preset, GRIDS, SELECTION_SEEDS, args.preset, extra))
-
-    from regbench import compare, query, store
-    from regbench.report import provenance
-    from regbench.tracking import git_commit
 
     try:
         store.connect(args.tracking_uri)
@@ -252,4 +251,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.exit_skipping_final_collection(main())
