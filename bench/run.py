@@ -17,8 +17,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -63,24 +65,39 @@ def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 # 1. penalty cost -------------------------------------------------------------------------------
 
-def step_times(variants: dict, rounds: int, steps: int) -> dict[str, list[float]]:
-    """ms per train step of mlp_bn (batch 128) for each variant, alternating over ``rounds``.
-
-    ``variants`` maps a name to (a regularizer factory, trainer config overrides)."""
+def mlp_bn_classifier(make_regularizer, overrides: dict):
+    """mlp_bn compiled with the default trainer, ``overrides`` merged into the trainer config."""
     from omegaconf import OmegaConf
 
     from regbench.models import build_mlp, compile_classifier
     from regbench.paths import CONF_DIR
 
     model_cfg = OmegaConf.load(CONF_DIR / "model" / "mlp_bn.yaml")
+    trainer_cfg = OmegaConf.merge(OmegaConf.load(CONF_DIR / "trainer" / "default.yaml"),
+                                  overrides)
+    return compile_classifier(build_mlp(model_cfg, make_regularizer), trainer_cfg)
+
+
+def random_batches(steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """``steps`` batches of 128 random MNIST-shaped examples."""
     rng = np.random.default_rng(0)
-    x = rng.uniform(size=(128 * steps, 784)).astype(np.float32)
-    y = rng.integers(0, 10, size=128 * steps)
+    return (rng.uniform(size=(128 * steps, 784)).astype(np.float32),
+            rng.integers(0, 10, size=128 * steps))
+
+
+class Variant(NamedTuple):
+    """A way to train mlp_bn: its regularizer factory and trainer config overrides."""
+
+    regularizer: Callable
+    trainer: dict = {}
+
+
+def step_times(variants: dict[str, Variant], rounds: int, steps: int) -> dict[str, list[float]]:
+    """ms per train step of mlp_bn (batch 128) for each variant, alternating over ``rounds``."""
+    x, y = random_batches(steps)
     models = {}
-    for name, (make_regularizer, overrides) in variants.items():
-        trainer_cfg = OmegaConf.merge(OmegaConf.load(CONF_DIR / "trainer" / "default.yaml"),
-                                      overrides)
-        models[name] = compile_classifier(build_mlp(model_cfg, make_regularizer), trainer_cfg)
+    for name, variant in variants.items():
+        models[name] = mlp_bn_classifier(variant.regularizer, variant.trainer)
         models[name].fit(x, y, batch_size=128, epochs=1, verbose=0)  # trace and warm up
     times = {name: [] for name in models}
     for _ in range(rounds):
@@ -91,7 +108,7 @@ def step_times(variants: dict, rounds: int, steps: int) -> dict[str, list[float]
     return times
 
 
-def penalty_variants() -> dict:
+def penalty_variants() -> dict[str, Variant]:
     """L2, the fast custom penalty and the notebook's naive form of it."""
     import keras
 
@@ -101,19 +118,27 @@ def penalty_variants() -> dict:
         def __call__(self, x):
             return self.weight * redundancy_penalty_naive(x, self.eps)
 
-    return {"l2": (lambda: keras.regularizers.L2(1e-4), {}),
-            "custom": (RedundancyRegularizer, {}), "naive": (NaiveRedundancy, {})}
+    return {"l2": Variant(lambda: keras.regularizers.L2(1e-4)),
+            "custom": Variant(RedundancyRegularizer), "naive": Variant(NaiveRedundancy)}
 
 
-def option_variants() -> dict:
-    """Training options that change no science, each against the default (L2 model)."""
+OPTIONS = {  # a variant of the default trainer -> (its trainer overrides, what the bench calls it)
+    "steps_per_execution=1": ({"steps_per_execution": 1}, "trainer.steps_per_execution=1"),
+    "keras_adam": ({"optimizer": "adam"}, "Keras' Adam (trainer.optimizer=adam)"),
+    "xla": ({"jit_compile": True}, "XLA (trainer.jit_compile=true)"),
+}
+
+
+def option_variants() -> dict[str, Variant]:
+    """The default trainer and each of OPTIONS, with the L2 model: options that change no
+    science, or only by float32 round-off."""
     import keras
 
     def l2():
         return keras.regularizers.L2(1e-4)
 
-    return {"default": (l2, {}), "xla": (l2, {"jit_compile": True}),
-            "steps_per_execution=8": (l2, {"steps_per_execution": 8})}
+    return {"default": Variant(l2)} | {name: Variant(l2, overrides)
+                                       for name, (overrides, _) in OPTIONS.items()}
 
 
 # 2. regbench against the plain script ----------------------------------------------------------
@@ -155,6 +180,70 @@ def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
         c = tf.matmul(a, b)
     c.numpy()
     return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+
+
+STEP_PARTS = ("matmuls", "optimizer update", "BatchNorm", "Dropout", "other ops")
+
+
+def step_part(scope: str, op: str, optimizer: str) -> str:
+    """The part of a train step (STEP_PARTS) a TensorFlow kernel belongs to, by its op type
+    and name scope; a part's backward pass goes with it (its scope is inside the part's)."""
+    if "MatMul" in op:
+        return "matmuls"
+    if f"/{optimizer}/" in f"/{scope}/":
+        return "optimizer update"
+    if "batch_normalization" in scope:
+        return "BatchNorm"
+    if "dropout" in scope:
+        return "Dropout"
+    return "other ops"
+
+
+def step_profile(steps: int) -> tuple[float, dict[str, float], float]:
+    """TensorFlow's profiler over one epoch of ``steps`` train steps of mlp_bn (batch 128, L2,
+    the default trainer), after a warm-up epoch. Returns the wall ms per step; the kernel ms
+    per step of each of STEP_PARTS, summed over TensorFlow's compute threads; and the ms per
+    step in which no kernel runs on any thread (Python, Keras, the executor and the input
+    pipeline between kernels)."""
+    import keras
+    import tensorflow as tf
+
+    # TensorFlow's profiler writes XSpace protos; its wheel ships their Python bindings only
+    # under tensorflow.tsl (TensorBoard's profile plugin, the public reader, is not a
+    # dependency). The quick benchmark in the test suite reads a trace through it.
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    model = mlp_bn_classifier(lambda: keras.regularizers.L2(1e-4), {})
+    x, y = random_batches(steps)
+    model.fit(x, y, batch_size=128, epochs=1, verbose=0)
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        started = time.perf_counter()
+        model.fit(x, y, batch_size=128, epochs=1, verbose=0)
+        wall = time.perf_counter() - started
+        tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace.FromString(next(Path(logdir).rglob("*.xplane.pb")).read_bytes())
+    kernel_ps = dict.fromkeys(STEP_PARTS, 0)
+    intervals = []
+    for plane in space.planes:
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):
+                continue
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                if "::" in name or ":" not in name:  # the executor's own events, not kernels
+                    continue
+                scope, _, op = name.rpartition(":")
+                kernel_ps[step_part(scope, op, model.optimizer.name)] += event.duration_ps
+                start = line.timestamp_ns * 1000 + event.offset_ps
+                intervals.append((start, start + event.duration_ps))
+    busy_ps, reached = 0, 0
+    for start, end in sorted(intervals):  # the union of the kernels' intervals
+        busy_ps += max(0, end - max(start, reached))
+        reached = max(reached, end)
+    wall_ms = 1000 * wall / steps
+    return (wall_ms, {part: ps / 1e9 / steps for part, ps in kernel_ps.items()},
+            wall_ms - busy_ps / 1e9 / steps)
 
 
 def epoch_gflop(units: list[int], train: int, val: int) -> float:
@@ -379,6 +468,9 @@ def write_results(figures: list[Figure], path: Path, quick: bool, elapsed: float
     lines = ["# regbench benchmark", "",
              f"Mode: {'quick (synthetic data)' if quick else 'full (MNIST)'}; "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; took {elapsed:.0f} s.",
+             f"Command: `make bench{' quick=1' if quick else ''}` (`python bench/run.py"
+             f"{' --quick' if quick else ''}`); a figure that times a command names it in its "
+             "note, the others time train steps inside the benchmark's process.",
              f"Machine: {machine()}.", "",
              "| # | figure | value | goal | verdict | spread |", "|---|---|---|---|---|---|"]
     for f in figures:
@@ -413,15 +505,16 @@ def measure(quick: bool, scratch: Path) -> list[Figure]:
         f"{statistics.median(times['custom']):.1f}, naive (the notebook's out x out form) "
         f"{statistics.median(times['naive']):.1f}, i.e. naive / L2 = {naive:.2f}x."))
 
-    options = step_times(option_variants(), rounds=rounds, steps=10 if quick else 30)
+    options = step_times(option_variants(), rounds=rounds + 2, steps=16 if quick else 120)
     default = statistics.median(options["default"])
-    for name, label in (("xla", "XLA (trainer.jit_compile=true)"),
-                        ("steps_per_execution=8", "trainer.steps_per_execution=8")):
+    for name, (_, label) in OPTIONS.items():
         ratio = median_ratio(options[name], options["default"])
-        verdict = ("a clear gain: worth making the default" if ratio < 0.9 else
-                   "no clear gain (a default is changed only below 0.9x): left off")
+        verdict = ("a clear gain (below 0.9x): worth taking up" if ratio < 0.9 else
+                   "the default is faster" if ratio > 1 else "no clear gain (not below 0.9x)")
         figures.append(Figure(2, f"train step with {label} / default (L2 model)", ratio, None,
-                              "x", [], f"default {default:.1f} ms/step; {verdict}."))
+                              "x", [o / d for o, d in zip(options[name], options["default"],
+                                                          strict=True)],
+                              f"default {default:.1f} ms/step; {verdict}."))
 
     if quick:
         npz, data = synthetic_npz(scratch, 6000), ["data=synthetic", "data.n_train=6000",
@@ -432,11 +525,11 @@ def measure(quick: bool, scratch: Path) -> list[Figure]:
 
         npz, data, n_train, n_val, epochs = provide_mnist(), ["data=mnist"], 54000, 6000, 3
     regbench_seconds, baseline_seconds = [], []
+    train_overrides = [*data, "regularizer=l2", f"trainer.epochs={epochs}",
+                       "trainer.early_stopping_patience=100"]
     for _ in range(2 if quick else 3):  # alternate: baseline, regbench
         baseline_seconds += baseline_epoch_seconds(npz, "l2", epochs, n_val)[1:]
-        measured, run_id = regbench_epoch_seconds(
-            [*data, "regularizer=l2", f"trainer.epochs={epochs}",
-             "trainer.early_stopping_patience=100"], scratch / "train")
+        measured, run_id = regbench_epoch_seconds(train_overrides, scratch / "train")
         regbench_seconds += measured[1:]
     figures.append(Figure(
         2, "epoch time, regbench.train (MLflow on) / plain Keras script (L2 model)",
@@ -444,17 +537,33 @@ def measure(quick: bool, scratch: Path) -> list[Figure]:
         [r / b for r, b in zip(regbench_seconds, baseline_seconds, strict=True)],
         f"median s/epoch (first epoch, which traces, left out): regbench "
         f"{statistics.median(regbench_seconds):.2f}, baseline "
-        f"{statistics.median(baseline_seconds):.2f}."))
+        f"{statistics.median(baseline_seconds):.2f}; python -m regbench.train "
+        f"{' '.join(train_overrides)} against python bench/baseline_keras.py <data> "
+        f"--regularizer l2 --epochs {epochs} --val {n_val}."))
 
     gflops = matmul_gflops()
     work = epoch_gflop([1024, 512, 256], n_train, n_val)
     floor = work / gflops
     figures.append(Figure(
         3, "epoch time / floating-point floor", statistics.median(regbench_seconds) / floor,
-        None, "x", [], f"a 2048x2048 float32 matmul runs at {gflops:.0f} GFLOP/s here; an epoch "
+        2.5, "x", [r / floor for r in regbench_seconds],
+        f"a 2048x2048 float32 matmul runs at {gflops:.0f} GFLOP/s here; an epoch "
         f"of {n_train} training and {n_val} validation examples is "
         f"{work:.0f} GFLOP of dense multiply-adds, "
         f"a floor of {floor:.2f} s."))
+    wall, kernels, idle = step_profile(24 if quick else 240)
+    step_floor = 1000 * epoch_gflop([1024, 512, 256], 128, 0) / gflops
+    for part, ms in kernels.items():
+        figures.append(Figure(
+            3, f"train step profile: {part}, kernel ms per step", ms, None, "ms", [],
+            "TensorFlow's profiler over one epoch of mlp_bn (batch 128, L2, the default "
+            f"trainer); kernel time summed over the compute threads; the step took {wall:.2f} "
+            f"ms of wall time" + (f"; the matmuls' floor is {step_floor:.2f} ms"
+                                  if part == "matmuls" else "") + "."))
+    figures.append(Figure(
+        3, "train step profile: no kernel running (Python, Keras, executor) / step time",
+        idle / wall, None, "x", [], f"{idle:.2f} of {wall:.2f} ms per step with no TensorFlow "
+        "kernel on any thread."))
 
     epoch = statistics.median(regbench_seconds)
     logging = tracking_seconds_per_epoch(scratch, 20)
@@ -468,7 +577,8 @@ def measure(quick: bool, scratch: Path) -> list[Figure]:
                                                plain=runs == 1000 or quick)
         figures.append(Figure(
             4, f"make compare on a store of {runs} runs", statistics.median(seconds), goal, "s",
-            seconds, "whole command: interpreter start, imports, queries, statistics, table, "
+            seconds, "python -m regbench.compare --tracking-uri <store> --no-log --out <folder>, "
+            "the whole command: interpreter start, imports, queries, statistics, table, "
             f"plots; 20 epochs of 6 curves a run; peak memory {peak:.0f} MiB (goal < 1,024)."))
         if plain:
             figures.append(Figure(
@@ -506,7 +616,9 @@ def measure(quick: bool, scratch: Path) -> list[Figure]:
     figures.append(Figure(
         7, "study wall time, one job per core / one job at a time", median_ratio(per_core, serial),
         1 / 1.2, "x", [p / s for p, s in zip(per_core, serial, strict=True)],
-        f"{runs} runs of mlp_bn ({' '.join(study_data)}, {study_epochs} epochs each): "
+        f"python -m regbench.train -m {' '.join(study_data)} regularizer=l2 "
+        f"seed=range(0,{runs}) trainer.epochs={study_epochs} with hydra/launcher=basic, then "
+        f"=per_core ({study_epochs} epochs each, early stopping off): "
         f"{3600 * runs / statistics.median(serial):.0f} runs/hour one at a time with every core, "
         f"{3600 * runs / statistics.median(per_core):.0f} runs/hour one job per core; the goal "
         "(1.2x the runs per hour) is what made per_core the default launcher of the presets."))

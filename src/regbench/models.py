@@ -16,6 +16,9 @@ import keras
 from keras import ops
 
 import regbench.regularizers  # noqa: F401  (registers RedundancyRegularizer for loading)
+from regbench.optimizers import FusedAdam
+
+OWN_OPTIMIZERS = {"fused_adam": FusedAdam}  # the names of schema.OPTIMIZERS that are not Keras'
 
 
 @keras.saving.register_keras_serializable(package="regbench")
@@ -55,13 +58,19 @@ def build_mlp(model_cfg, make_regularizer: Callable[[], keras.regularizers.Regul
     return PenaltyTrackingSequential(layers, name=name or model_cfg.name)
 
 
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    """The optimizer ``name`` (one of schema.OPTIMIZERS) at ``learning_rate``: regbench's own
+    (OWN_OPTIMIZERS) or one ``keras.optimizers.get`` knows."""
+    if name in OWN_OPTIMIZERS:
+        return OWN_OPTIMIZERS[name](learning_rate=learning_rate)
+    return keras.optimizers.get({"class_name": name, "config": {"learning_rate": learning_rate}})
+
+
 def compile_classifier(model: keras.Model, trainer_cfg) -> keras.Model:
     """Sparse categorical cross-entropy, accuracy and ``data_loss``; the optimizer named by
-    ``trainer.optimizer`` (a name ``keras.optimizers.get`` knows) at ``trainer.learning_rate``."""
-    optimizer = keras.optimizers.get({"class_name": trainer_cfg.optimizer,
-                                      "config": {"learning_rate": trainer_cfg.learning_rate}})
+    ``trainer.optimizer`` at ``trainer.learning_rate`` (``make_optimizer``)."""
     model.compile(
-        optimizer=optimizer,
+        optimizer=make_optimizer(trainer_cfg.optimizer, trainer_cfg.learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
                  keras.metrics.SparseCategoricalCrossentropy(name="data_loss")],

@@ -22,7 +22,7 @@ SCHEMA_NAME = "regbench_schema"
 
 DATASETS = ("mnist", "fashion_mnist", "synthetic")
 ACTIVATIONS = ("relu", "swish", "gelu", "tanh", "elu", "sigmoid")
-OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")  # names keras.optimizers.get accepts
+OPTIMIZERS = ("adam", "adamw", "fused_adam", "rmsprop", "sgd")  # models.make_optimizer's names
 VERBOSITY = ("auto", "0", "1", "2")
 VALIDATE_ON = ("val", "test")
 
