@@ -363,6 +363,16 @@ def compare_seconds(uri: str, out: Path, repeats: int,
     return [seconds for seconds, _ in measured], plain_seconds, max(p for _, p in measured)
 
 
+def path_report_seconds(uri: str, out: Path, repeats: int) -> tuple[list[float], float]:
+    """Wall seconds of each of ``repeats`` ``python -m regbench.path report`` on the store (its
+    experiment read as a path: per regularizer and strength, over the seeds), and the largest
+    peak memory (MiB)."""
+    measured = [seconds_and_peak_mib([PYTHON, "-m", "regbench.path", "report", "regbench",
+                                      "--tracking-uri", uri, "--out", str(out)])
+                for _ in range(repeats)]
+    return [seconds for seconds, _ in measured], max(peak for _, peak in measured)
+
+
 def curve_read_seconds(uri: str, repeats: int) -> dict[str, list[float]]:
     """Seconds to read the curve bands of every arm of the store at ``uri``, alternately as
     the database's aggregates (``sql``) and run by run through MLflow's client (``client``,
@@ -553,13 +563,15 @@ def measure(quick: bool, scratch: Path) -> list[Figure]:
         f"a floor of {floor:.2f} s."))
     wall, kernels, idle = step_profile(24 if quick else 240)
     step_floor = 1000 * epoch_gflop([1024, 512, 256], 128, 0) / gflops
+    kernel_total = sum(kernels.values())
     for part, ms in kernels.items():
         figures.append(Figure(
             3, f"train step profile: {part}, kernel ms per step", ms, None, "ms", [],
-            "TensorFlow's profiler over one epoch of mlp_bn (batch 128, L2, the default "
-            f"trainer); kernel time summed over the compute threads; the step took {wall:.2f} "
-            f"ms of wall time" + (f"; the matmuls' floor is {step_floor:.2f} ms"
-                                  if part == "matmuls" else "") + "."))
+            f"{ms / kernel_total:.0%} of the kernel time" + (
+                "; TensorFlow's profiler over one epoch of mlp_bn (batch 128, L2, the default "
+                f"trainer): {kernel_total:.2f} ms of kernels per step, summed over the compute "
+                f"threads, in a step of {wall:.2f} ms; the matmuls' floor is {step_floor:.2f} ms"
+                if part == "matmuls" else "") + "."))
     figures.append(Figure(
         3, "train step profile: no kernel running (Python, Keras, executor) / step time",
         idle / wall, None, "x", [], f"{idle:.2f} of {wall:.2f} ms per step with no TensorFlow "
@@ -588,6 +600,12 @@ def measure(quick: bool, scratch: Path) -> list[Figure]:
                 f"median s: {statistics.median(seconds):.2f} against "
                 f"{statistics.median(plain):.2f} (cli.collector_paused, "
                 "cli.exit_skipping_final_collection)."))
+        seconds, peak = path_report_seconds(uri, scratch / "path", 1 if quick else 3)
+        figures.append(Figure(
+            4, f"make path report on a store of {runs} runs", statistics.median(seconds), goal,
+            "s", seconds, "python -m regbench.path report regbench --tracking-uri <store> --out "
+            "<folder>, the whole command (it also logs the report as a run); peak memory "
+            f"{peak:.0f} MiB (goal < 1,024)."))
         if runs == 1000 or quick:
             read = curve_read_seconds(uri, 3)
             figures.append(Figure(

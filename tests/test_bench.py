@@ -19,7 +19,8 @@ def test_the_quick_benchmark_reports_every_figure(tmp_path):
     for expected in ("custom penalty / L2", "plain Keras script", "floating-point floor",
                      "MLflow logging", "make compare", "--help", "--cfg job", "peak memory",
                      "one job per core / one job at a time", "SQL aggregates / run by run",
-                     "cycle collector paused", "steps_per_execution=1", "Keras' Adam",
+                     "cycle collector paused", "make path report", "steps_per_execution=1",
+                     "Keras' Adam",
                      "train step profile: matmuls", "train step profile: optimizer update",
                      "train step profile: no kernel running"):
         assert expected in names

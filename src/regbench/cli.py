@@ -44,7 +44,7 @@ def collector_paused() -> Iterator[None]:
     so far is frozen into the permanent generation (``gc.freeze``) and the collector is on
     again. Imports make hundreds of thousands of long-lived objects and almost no cyclic
     garbage, yet every full collection walks all of them; frozen, no later collection does
-    (``make bench`` measures the gain on compare's imports)."""
+    (``make bench`` times compare with and without it)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -56,9 +56,9 @@ def collector_paused() -> Iterator[None]:
 
 
 def exit_skipping_final_collection(code: int) -> None:
-    """``sys.exit(code)`` without the interpreter's last cycle collection over every live
+    """``sys.exit(code)`` without the interpreter's cycle collections at exit over every live
     object (``gc.freeze`` first): for a short command whose files and runs are closed by now,
-    that collection only costs time. atexit handlers (MLflow's among them) still run."""
+    those collections only cost time. atexit handlers (MLflow's among them) still run."""
     gc.freeze()
     sys.exit(code)
 
