@@ -220,6 +220,7 @@ def test_allowed_names_have_one_source():
     assert set(data.LOADERS) == set(schema.DATASETS)
     assert {composed(f"data={o}").data.name for o in group_options("data")} <= set(
         schema.DATASETS)
+    assert set(models.OWN_OPTIMIZERS) <= set(schema.OPTIMIZERS)
     for name in schema.OPTIMIZERS:
         assert float(models.make_optimizer(name, 0.1).learning_rate) == pytest.approx(0.1)
     assert set(config_groups()) == {"data", "model", "regularizer", "trainer", "experiment",
