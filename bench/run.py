@@ -348,29 +348,16 @@ PLAIN_COMPARE = ("import contextlib, runpy, sys; from regbench import cli; "
                  "runpy.run_module('regbench.compare', run_name='__main__', alter_sys=True)")
 
 
-def compare_seconds(uri: str, out: Path, repeats: int,
-                    plain: bool = False) -> tuple[list[float], list[float], float]:
-    """Wall seconds of each of ``repeats`` ``python -m regbench.compare`` on the store and, with
-    ``plain``, of the same command with the cycle collector left as Python has it (alternated);
-    and the largest peak memory (MiB) of the real command."""
-    arguments = ["--tracking-uri", uri, "--no-log", "--out", str(out)]
-    measured, plain_seconds = [], []
+def commands_seconds(commands: dict[str, list[str]],
+                     repeats: int) -> dict[str, tuple[list[float], float]]:
+    """name -> (wall seconds of each of ``repeats`` runs, the largest peak memory in MiB) of
+    each command, the commands alternated."""
+    measured = {name: [] for name in commands}
     for _ in range(repeats):
-        measured.append(seconds_and_peak_mib([PYTHON, "-m", "regbench.compare", *arguments]))
-        if plain:
-            plain_seconds.append(seconds_and_peak_mib([PYTHON, "-c", PLAIN_COMPARE,
-                                                       *arguments])[0])
-    return [seconds for seconds, _ in measured], plain_seconds, max(p for _, p in measured)
-
-
-def path_report_seconds(uri: str, out: Path, repeats: int) -> tuple[list[float], float]:
-    """Wall seconds of each of ``repeats`` ``python -m regbench.path report`` on the store (its
-    experiment read as a path: per regularizer and strength, over the seeds), and the largest
-    peak memory (MiB)."""
-    measured = [seconds_and_peak_mib([PYTHON, "-m", "regbench.path", "report", "regbench",
-                                      "--tracking-uri", uri, "--out", str(out)])
-                for _ in range(repeats)]
-    return [seconds for seconds, _ in measured], max(peak for _, peak in measured)
+        for name, command in commands.items():
+            measured[name].append(seconds_and_peak_mib(command))
+    return {name: ([seconds for seconds, _ in runs], max(peak for _, peak in runs))
+            for name, runs in measured.items()}
 
 
 def curve_read_seconds(uri: str, repeats: int) -> dict[str, list[float]]:
@@ -585,14 +572,19 @@ def measure(quick: bool, scratch: Path) -> list[Figure]:
         f"median {1000 * statistics.median(logging):.1f} ms per epoch (10 metrics, SQLite)."))
     for runs, goal in ((100, 3.0),) if quick else ((1000, 3.0), (10_000, 15.0)):
         uri = fill_store(scratch / f"large-{runs}", runs, 20)
-        seconds, plain, peak = compare_seconds(uri, scratch / "report", 1 if quick else 3,
-                                               plain=runs == 1000 or quick)
+        arguments = ["--tracking-uri", uri, "--no-log", "--out", str(scratch / "report")]
+        compare = {"compare": [PYTHON, "-m", "regbench.compare", *arguments]}
+        if runs == 1000 or quick:
+            compare["plain"] = [PYTHON, "-c", PLAIN_COMPARE, *arguments]
+        timed = commands_seconds(compare, 1 if quick else 3)
+        seconds, peak = timed["compare"]
         figures.append(Figure(
             4, f"make compare on a store of {runs} runs", statistics.median(seconds), goal, "s",
             seconds, "python -m regbench.compare --tracking-uri <store> --no-log --out <folder>, "
             "the whole command: interpreter start, imports, queries, statistics, table, "
             f"plots; 20 epochs of 6 curves a run; peak memory {peak:.0f} MiB (goal < 1,024)."))
-        if plain:
+        if "plain" in timed:
+            plain = timed["plain"][0]
             figures.append(Figure(
                 4, f"make compare on {runs} runs, cycle collector paused for the imports and "
                 "skipped at exit / as Python has it", median_ratio(seconds, plain), None, "x",
@@ -600,7 +592,9 @@ def measure(quick: bool, scratch: Path) -> list[Figure]:
                 f"median s: {statistics.median(seconds):.2f} against "
                 f"{statistics.median(plain):.2f} (cli.collector_paused, "
                 "cli.exit_skipping_final_collection)."))
-        seconds, peak = path_report_seconds(uri, scratch / "path", 1 if quick else 3)
+        seconds, peak = commands_seconds({"path": [
+            PYTHON, "-m", "regbench.path", "report", "regbench", "--tracking-uri", uri,
+            "--out", str(scratch / "path")]}, 1 if quick else 3)["path"]
         figures.append(Figure(
             4, f"make path report on a store of {runs} runs", statistics.median(seconds), goal,
             "s", seconds, "python -m regbench.path report regbench --tracking-uri <store> --out "

@@ -1,7 +1,7 @@
 """The Keras callbacks of a training run, in the order they must run at each epoch's end.
 
 ReduceLROnPlateau and EarlyStopping watch ``trainer.monitor``; TerminateOnNaN stops a diverging
-run; StopWhenRequested stops at a batch's start once the process was asked to stop (a signal);
+run; StopWhenRequested stops at a reported batch's start once the process was asked to stop;
 EpochTimer adds ``epoch_seconds`` (wall time of the epoch, validation included) to the logs;
 the MLflow callback (EpochMetricsCallback) comes last so that it logs what the others added
 (``learning_rate``, ``epoch_seconds``).
@@ -26,8 +26,9 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 class StopWhenRequested(keras.callbacks.Callback):
-    """Raises KeyboardInterrupt(reason) at the start of the next training or validation batch,
-    and at an epoch's end, once ``stop_requested()`` gives a reason (None: go on). A signal
+    """Raises KeyboardInterrupt(reason) at the start of the next training or validation batch
+    Keras reports (every ``trainer.steps_per_execution``-th), and at an epoch's end, once
+    ``stop_requested()`` gives a reason (None: go on). A signal
     handler's own KeyboardInterrupt lands in whatever code runs at that moment and may be
     swallowed there; this one is raised where nothing catches it."""
 

@@ -123,8 +123,9 @@ def train_and_evaluate(cfg: DictConfig, parent_run_id: str | None = None,
 
     ``parent_run_id`` nests the run under a sweep's parent run; ``threads`` is TensorFlow's
     thread count when ``trainer.threads`` is null (None: TensorFlow's default);
-    ``stop_requested()`` gives a reason to stop (None: go on), asked at every batch and before
-    the run is declared FINISHED: once it gives one, KeyboardInterrupt(reason) is raised.
+    ``stop_requested()`` gives a reason to stop (None: go on), asked at every batch Keras
+    reports (every ``trainer.steps_per_execution``-th) and before the run is declared
+    FINISHED: once it gives one, KeyboardInterrupt(reason) is raised.
     Raises ConfigError, DataError or StoreError before any run exists; once the run exists,
     any exception (TrainingDiverged for a NaN loss) or KeyboardInterrupt closes it FAILED or
     KILLED and propagates.
