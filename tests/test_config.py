@@ -236,3 +236,45 @@ def test_sweeps_expand_like_hydras_basic_sweeper():
     jobs = expand_jobs(parsed)
     assert len(jobs) == 4 and ["regularizer=l2", "seed=5", "trainer.epochs=2"] in [
         sorted(job) for job in jobs]
+
+
+PREVIEWED_MISTAKES = [  # what a preview must refuse as the run does: overrides, the key named
+    (["regularizer.weight=-1"], "regularizer.weight=-1"),
+    (["trainer.epochs=0"], "trainer.epochs=0"),
+    (["regularizer=custom", "regularizer.weight=abc"], "regularizer.weight=abc"),
+    (["+regularizer.l1_ratio=0.5"], "regularizer.l1_ratio"),
+    (["regularizer=nonexistent"], "regularizer=nonexistent"),
+    (["data=nonexistent"], "data=nonexistent"),
+    (["mlflow.experiment_name="], "mlflow.experiment_name="),
+    (["mlflow.experiment_name=" + "x" * 10_000], "mlflow.experiment_name=xxx"),
+    (["-m", "seed=0,1", "regularizer.weight=1e-4,-1"], "regularizer.weight=-1"),
+]
+
+
+@pytest.mark.parametrize("flags", [["--cfg", "job"], ["--cfg", "all"], ["--info"],
+                                   ["-m", "--cfg", "job"], []])
+@pytest.mark.parametrize("overrides, key", PREVIEWED_MISTAKES)
+def test_previews_refuse_what_the_run_refuses(flags, overrides, key, monkeypatch, capsys,
+                                              tmp_path):
+    """``--cfg``/``--info`` (alone or with -m) and the run itself: one line, exit 2, nothing
+    created (in-process: the refusal comes before Hydra or any store)."""
+    from regbench import train as train_command
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["regbench.train", *flags, *overrides])
+    with pytest.raises(SystemExit) as exit_:
+        train_command.main()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(lines) == 1
+    assert lines[0].startswith(f"error: {key}"), lines
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_good_preview_still_shows_the_config(monkeypatch, capsys, tmp_path):
+    from regbench import train as train_command
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["regbench.train", "--cfg", "job", "regularizer=l1_l2"])
+    train_command.main()
+    shown = OmegaConf.create(capsys.readouterr().out)
+    assert shown.regularizer.name == "l1_l2" and list(tmp_path.iterdir()) == []

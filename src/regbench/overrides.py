@@ -18,8 +18,9 @@ from regbench.paths import CONF_DIR
 from regbench.schema import config_groups, group_options
 from regbench.validation import ConfigError, require, validate
 
-HYDRA_INFO_FLAGS = {"-h", "--help", "--hydra-help", "-i", "--info", "-c", "--cfg",
-                    "-sc", "--shell-completion"}
+HYDRA_HELP_FLAGS = {"-h", "--help", "--hydra-help", "-sc", "--shell-completion"}
+# Hydra's flags that show what a command would run instead of running it: checked like a run
+HYDRA_PREVIEW_FLAGS = {"-c", "--cfg", "-i", "--info", "-r", "--resolve"}
 
 
 def is_multirun(arguments: list[str]) -> bool:

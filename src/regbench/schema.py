@@ -31,6 +31,8 @@ REGULARIZER_TARGETS = (  # what regularizer.kernel._target_ may instantiate (and
     "regbench.regularizers.RedundancyRegularizer", "regbench.regularizers.ElasticNet",
 )
 SEED_RANGE = (0, 2**32 - 1)  # what numpy's and TensorFlow's seeding accept
+# the width of the name column of MLflow's SQL experiments table (PostgreSQL enforces it)
+EXPERIMENT_NAME_MAX = 256
 
 ALLOWED = {  # key -> the values it allows
     "data.name": DATASETS,

@@ -19,7 +19,12 @@ import hydra
 from omegaconf import DictConfig
 
 from regbench import cli, record
-from regbench.overrides import HYDRA_INFO_FLAGS, check_overrides, is_multirun
+from regbench.overrides import (
+    HYDRA_HELP_FLAGS,
+    HYDRA_PREVIEW_FLAGS,
+    check_overrides,
+    is_multirun,
+)
 from regbench.paths import CONF_DIR
 from regbench.validation import ConfigError
 
@@ -122,23 +127,28 @@ def _run_sweep() -> None:
 
 
 def main() -> None:
-    """Check every job's config in one line of error before Hydra runs any of them; give a
+    """Check every job's config in one line of error before Hydra runs any of them, or shows
+    any (``--cfg``, ``--info``: a preview is refused exactly as the run would be); give a
     multirun a sweep folder of its own (two sweeps started in the same second stay apart)."""
     arguments = sys.argv[1:]
     multirun = is_multirun(arguments)
-    if not HYDRA_INFO_FLAGS.intersection(arguments):
-        try:
-            output_dir, jobs = check_overrides(arguments)
-        except ConfigError as error:
-            cli.fail(str(error))
-        if multirun and not any(a.startswith("hydra.sweep.dir=") for a in arguments):
-            sys.argv.append(f"hydra.sweep.dir={output_dir}-{uuid.uuid4().hex[:8]}")
-        if multirun:
-            from regbench import sweep
-
-            os.environ[sweep.SWEEP_JOBS_ENV] = str(jobs or "?")
-            os.environ[sweep.SWEEP_STARTED_ENV] = str(time.time())
+    if HYDRA_HELP_FLAGS.intersection(arguments):
+        hydra_entry()
+        return
+    try:
+        output_dir, jobs = check_overrides(arguments)
+    except ConfigError as error:
+        cli.fail(str(error))
+    if HYDRA_PREVIEW_FLAGS.intersection(arguments):
+        hydra_entry()
+        return
     if multirun:
+        from regbench import sweep
+
+        if not any(a.startswith("hydra.sweep.dir=") for a in arguments):
+            sys.argv.append(f"hydra.sweep.dir={output_dir}-{uuid.uuid4().hex[:8]}")
+        os.environ[sweep.SWEEP_JOBS_ENV] = str(jobs or "?")
+        os.environ[sweep.SWEEP_STARTED_ENV] = str(time.time())
         _run_sweep()
     else:
         hydra_entry()

@@ -4,7 +4,8 @@
 keys outside the schema (also those added with ``+``); a regularizer whose keys are not exactly
 its option's (a preset's leftover strength included) or whose kernel would instantiate anything
 but an allowed regularizer class; names, ranges and finiteness; splits that would be empty; a
-batch larger than the training set; a model too large for this machine's memory.
+batch larger than the training set; a model too large for this machine's memory; an
+experiment name that is blank or too long for the store.
 """
 
 from __future__ import annotations
@@ -152,6 +153,10 @@ def validate(cfg: DictConfig) -> None:
         require(value in allowed, key, value, f"allowed are {', '.join(allowed)}")
     require(schema.SEED_RANGE[0] <= cfg.seed <= schema.SEED_RANGE[1], "seed", cfg.seed,
             f"must be an integer in [0, {schema.SEED_RANGE[1]}]")
+    name = cfg.mlflow.experiment_name
+    require(0 < len(name.strip()) and len(name) <= schema.EXPERIMENT_NAME_MAX,
+            "mlflow.experiment_name", name if len(name) <= 40 else f"{name[:40]}...",
+            f"must be a name of 1 to {schema.EXPERIMENT_NAME_MAX} characters, not blank")
     _check_regularizer(cfg)
     _check_model(cfg.model)
     _check_trainer(cfg.trainer, _check_data(cfg))
