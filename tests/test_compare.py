@@ -400,3 +400,36 @@ def test_the_written_report_is_what_the_store_gives(store, tmp_path):
             assert float(cells[4]) == pytest.approx(np.mean(values - reference), abs=5e-5)
             assert cells[5] == f"[{low:+.4f}, {high:+.4f}]"
             assert cells[6] == f"{test.pvalue:.3g}"
+
+
+def test_an_arm_is_one_config_and_one_run_per_seed(tmp_path):
+    """Runs of one label trained with two optimizers are two arms, named by the key that
+    differs; a seed trained twice is compared once, by its newest run, and stays paired."""
+    import time
+
+    mlflow.set_tracking_uri(sqlite_uri(tmp_path))
+    experiment_id = mlflow.create_experiment("mixed", artifact_location=(tmp_path / "a").as_uri())
+    client = MlflowClient()
+    for optimizer, shift in (("adam", 0.0), ("fused_adam", 0.001)):
+        for seed in range(3):
+            run_id = record_run(experiment_id, "l2-0.0001", {"name": "l2", "weight": "0.0001"},
+                                seed, L2_ACC[seed] + shift, L2_LOSS[seed])
+            client.log_param(run_id, "trainer.optimizer", optimizer)
+            client.log_param(run_id, "data.split_seed", seed)  # follows the seed: no split
+    for seed in range(3):
+        record_run(experiment_id, "none", {"name": "none"}, seed, L2_ACC[seed] - 0.01,
+                   L2_LOSS[seed])
+    time.sleep(0.01)
+    newer = record_run(experiment_id, "none", {"name": "none"}, 1, 0.5, 0.5)
+    recorded = query.fetch_runs("mixed", None)
+    result = summarise(recorded, "none")
+    assert list(result.summary["arm"]) == ["none", "l2-0.0001 (trainer.optimizer=adam)",
+                                           "l2-0.0001 (trainer.optimizer=fused_adam)"]
+    assert list(result.summary["runs"]) == [3, 3, 3]
+    none = recorded.runs[recorded.runs["arm"] == "none"].set_index("seed")
+    assert none.loc[1, "run_id"] == newer and none.loc[1, "metrics.test_accuracy"] == 0.5
+    assert all(d.paired for ds in result.differences.values() for d in ds)
+    assert ("arm l2-0.0001 holds runs of 2 configs that differ in trainer.optimizer: each is "
+            "an arm of its own") in result.warnings
+    assert any(w.startswith("1 run(s) repeat a seed of their arm; the newest run of each seed "
+                            "is compared") for w in result.warnings)

@@ -76,3 +76,17 @@ def test_a_tiny_path_its_report_and_the_tuned_comparison(tmp_path, capsys):
     arms = set(query.fetch_runs("tiny-tuned", None).runs["arm"])
     assert arms == {"none", *(f"{name}-{strength:g}" for name, (strength,) in tuned.items())}
     assert "| paired | 2/2 |" in capsys.readouterr().out
+
+
+def test_a_path_point_never_pools_two_configs(tmp_path):
+    mlflow.set_tracking_uri(sqlite_uri(tmp_path))
+    experiment_id = mlflow.create_experiment("p", artifact_location=(tmp_path / "a").as_uri())
+    for seed in range(4):
+        record_path_run(experiment_id, 1e-3, seed % 2, 0.9, 0.1)
+    client = MlflowClient()
+    runs = client.search_runs([experiment_id], order_by=["attributes.start_time ASC"])
+    for run, optimizer in zip(runs, ("adam", "adam", "fused_adam", "fused_adam"), strict=True):
+        client.log_param(run.info.run_id, "trainer.optimizer", optimizer)
+    with pytest.raises(query.CompareError, match=r"l2 at 0.001 holds runs of more than one "
+                       r"config: l2-0.001 \(trainer.optimizer=adam\); l2-0.001 \(trainer"):
+        path.read_path("p")

@@ -1,8 +1,10 @@
 """The arms of a set of recorded runs, their summaries and their differences to a reference arm.
 
 Pure: takes the table ``regbench.query`` read and returns a ``Comparison``; no store, no output.
-An arm is a regularizer name with its strengths (``l2-0.0001``); each run is one seed of its
-arm. Each arm other than the reference is compared with it on the TESTED metrics with
+An arm is one configuration apart from the seed, labelled by its regularizer's name and
+strengths (``l2-0.0001``) and, where runs of one label differ in more, by what differs
+(``query.split_mixed_arms``); each run is one seed of its arm. Each arm other than the
+reference is compared with it on the TESTED metrics with
 ``regbench.stats``, and all those tests are one family for Holm's correction.
 """
 
@@ -95,13 +97,15 @@ def metric_values(group: pd.DataFrame, metric: str) -> pd.Series:
 
 
 def by_seed(group: pd.DataFrame, metric: str) -> dict:
-    """seed -> value of ``metric`` for one arm's runs (keyed by run id when a seed repeats)."""
+    """seed -> value of ``metric`` for one arm's runs (one run per seed: ``query.fetch_runs``
+    keeps the newest); raises CompareError if a seed repeats."""
     column = f"metrics.{metric}"
     if column not in group:
         return {}
     values = group.dropna(subset=[column])
-    keys = values["seed"] if values["seed"].is_unique else values["run_id"]
-    return dict(zip(keys, values[column], strict=True))
+    if not values["seed"].is_unique:
+        raise CompareError(f"arm {values['arm'].iloc[0]} has more than one run of a seed")
+    return dict(zip(values["seed"], values[column], strict=True))
 
 
 def resolve_reference(reference: str | None, arms: list[str]) -> str:
@@ -148,7 +152,7 @@ def identical_pairs(groups: dict[str, pd.DataFrame]) -> list[Identical]:
 
 def _warnings(recorded: RecordedRuns) -> list[str]:
     runs = recorded.runs
-    notes = []
+    notes = list(recorded.notes)
     if recorded.left_out:
         notes.append(f"{len(recorded.left_out)} run(s) without the tag {record.TAG_ARM} are "
                      "left out: "

@@ -113,12 +113,16 @@ def select(regularizer: str, points: list[PathPoint]) -> Selection:
 
 
 def path_points(runs: pd.DataFrame, best_val: dict[str, float]) -> dict[str, list[PathPoint]]:
-    """Group the runs of a path by regularizer and strength (``none`` has one point at 0)."""
+    """Group the runs of a path by regularizer and strength (``none`` has one point at 0);
+    raises CompareError if one point would pool runs of different configs."""
     runs = runs.assign(best_val=runs["run_id"].map(best_val),
                        strength=pd.to_numeric(runs.get("params.regularizer.weight"),
                                               errors="coerce").fillna(0.0))
     points: dict[str, list[PathPoint]] = {}
     for (name, strength), group in runs.groupby([f"tags.{record.TAG_REGULARIZER}", "strength"]):
+        if group["arm"].nunique() > 1:
+            raise query.CompareError(f"{name} at {strength:g} holds runs of more than one "
+                                     f"config: {'; '.join(sorted(group['arm'].unique()))}")
         group = group.sort_values("seed")
         points.setdefault(name, []).append(PathPoint(
             float(strength), tuple(int(s) for s in group["seed"]),

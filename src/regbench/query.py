@@ -27,18 +27,71 @@ class CompareError(RuntimeError):
     """Nothing to compare, or not what was asked for; the message says what to do."""
 
 
+# params that differ between the seeds of one arm: the seed itself, the split seed that
+# follows it, what does not change a result, and MLflow's copy of the optimizer's settings
+SEED_PARAMS = (record.PARAM_SEED, "data.split_seed")
+
+
+def _arm_neutral(param: str) -> bool:
+    from regbench.schema import RESULT_NEUTRAL_KEYS
+
+    return (param in SEED_PARAMS or param in RESULT_NEUTRAL_KEYS
+            or param.startswith(record.OPTIMIZER_PARAM_PREFIX))
+
+
 @dataclass(frozen=True)
 class RecordedRuns:
-    """The FINISHED regbench runs of one experiment, and the ids of the runs left out because
-    they have no ``arm`` tag (not recorded by regbench.train)."""
+    """The FINISHED regbench runs of one experiment, one per arm and seed; the ids of the runs
+    left out because they have no ``arm`` tag (not recorded by regbench.train); and what was
+    done to make each arm one configuration (``notes``, one line each)."""
 
     runs: pd.DataFrame  # one row per run: run_id, artifact_uri, arm, seed, metrics.*, params.*
     left_out: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def split_mixed_arms(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Make each arm one configuration apart from the seed. Runs of one arm label whose
+    params differ in anything but SEED_PARAMS and result-neutral keys become arms of their
+    own, named by what differs: ``l2-0.0001 (trainer.optimizer=adam)``. Return the relabelled
+    runs and one note per label split."""
+    params = [c for c in runs.columns
+              if c.startswith("params.") and not _arm_neutral(c.removeprefix("params."))]
+    notes = []
+    arm = runs["arm"].copy()
+    for label, group in runs.groupby("arm", sort=False):
+        settings = group[params].fillna("unset")
+        differing = [c for c in params if settings[c].nunique() > 1]
+        if not differing:
+            continue
+        named = settings[differing].apply(
+            lambda row: ", ".join(f"{c.removeprefix('params.')}={v}" for c, v in row.items()),
+            axis=1)
+        arm[group.index] = label + " (" + named + ")"
+        keys = ", ".join(c.removeprefix("params.") for c in differing)
+        notes.append(f"arm {label} holds runs of {named.nunique()} configs that differ in "
+                     f"{keys}: each is an arm of its own")
+    return runs.assign(arm=arm), notes
+
+
+def newest_per_seed(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """One run per arm and seed: the newest FINISHED one (by start time), so that a seed
+    trained twice keeps its arm paired by seed. Return the runs kept and a note naming the
+    older runs left out, if any."""
+    ordered = runs.sort_values("start_time", ascending=False, kind="stable")
+    repeated = ordered.duplicated(subset=["arm", "seed"]) & ordered["seed"].notna()
+    older = ordered.loc[repeated, "run_id"]
+    notes = [f"{len(older)} run(s) repeat a seed of their arm; the newest run of each seed is "
+             f"compared, the older left out: {', '.join(older.str[:8])}"] if len(older) else []
+    kept = ordered[~repeated].sort_index()
+    return kept, notes
 
 
 def fetch_runs(experiment: str, filter_string: str | None) -> RecordedRuns:
     """FINISHED runs of ``experiment`` matching ``filter_string``, with columns ``arm`` and
-    ``seed`` added; sweep parent runs are left out. Raises CompareError when there is nothing."""
+    ``seed`` added, each arm one configuration (``split_mixed_arms``) and one run per seed
+    (``newest_per_seed``); sweep parent runs are left out. Raises CompareError when there is
+    nothing."""
     import mlflow
 
     found = mlflow.get_experiment_by_name(experiment)
@@ -72,7 +125,9 @@ def fetch_runs(experiment: str, filter_string: str | None) -> RecordedRuns:
     ours = ours.assign(arm=ours[arm_column],
                        seed=pd.to_numeric(ours.get(f"params.{record.PARAM_SEED}"),
                                           errors="coerce"))
-    return RecordedRuns(ours.reset_index(drop=True), left_out)
+    ours, split = split_mixed_arms(ours)
+    ours, repeated = newest_per_seed(ours)
+    return RecordedRuns(ours.reset_index(drop=True), left_out, split + repeated)
 
 
 @dataclass(frozen=True)
