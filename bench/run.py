@@ -69,8 +69,8 @@ def mlp_bn_classifier(make_regularizer, overrides: dict):
     """mlp_bn compiled with the default trainer, ``overrides`` merged into the trainer config."""
     from omegaconf import OmegaConf
 
+    from regbench.locations import CONF_DIR
     from regbench.models import build_mlp, compile_classifier
-    from regbench.paths import CONF_DIR
 
     model_cfg = OmegaConf.load(CONF_DIR / "model" / "mlp_bn.yaml")
     trainer_cfg = OmegaConf.merge(OmegaConf.load(CONF_DIR / "trainer" / "default.yaml"),

@@ -1,9 +1,11 @@
 """What several test modules share: throwaway SQLite stores, subprocess runs of regbench's
-commands, free loopback ports, servers that come up, and tools CI must have."""
+commands, runs that have started training, free loopback ports, servers that come up, and tools
+CI must have."""
 
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -54,7 +56,7 @@ def compose(*overrides: str, hydra: bool = False):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from regbench.paths import CONF_DIR
+    from regbench.locations import CONF_DIR
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides),
@@ -95,3 +97,20 @@ def require_tool(present: bool, tool: str) -> None:
         if os.environ.get("CI"):
             pytest.fail(f"{tool} is missing: .ci/run installs it with apt-get")
         pytest.skip(f"{tool} is not installed (apt-get install {tool})")
+
+
+def wait_for_training_runs(store: Path, count: int, timeout: float = 180) -> None:
+    """Wait until ``count`` runs in the SQLite store under ``store`` have logged a loss (read
+    with sqlite3, which a writer's lock does not block for long)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            with sqlite3.connect(store / "mlruns" / "mlflow.db") as connection:
+                rows = connection.execute(
+                    "SELECT COUNT(DISTINCT run_uuid) FROM metrics WHERE key = 'loss'").fetchone()
+        except sqlite3.Error:
+            continue
+        if rows and rows[0] >= count:
+            return
+    raise AssertionError("the jobs did not start in time")

@@ -258,24 +258,46 @@ def test_the_report_is_printed_written_and_logged(store, tmp_path, capsys):
     assert expected <= logged
 
 
-def test_an_empty_store_says_so(tmp_path, capsys):
-    assert compare.main(["--tracking-uri", sqlite_uri(tmp_path), "--no-log"]) == 1
-    error = capsys.readouterr().err.strip().splitlines()[-1]  # after MLflow's creating the db
-    assert error.startswith("error: no experiment 'regbench'") and "make train" in error
+def refused(arguments, capsys) -> str:
+    """compare.main's one line of refusal (exit 2)."""
+    with pytest.raises(SystemExit) as exit_:
+        compare.main(arguments)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(lines) == 1, lines
+    return lines[0]
+
+
+def test_a_missing_store_is_refused_and_not_created(tmp_path, capsys):
+    error = refused(["--tracking-uri", sqlite_uri(tmp_path), "--no-log"], capsys)
+    assert error.startswith(f"error: tracking store {sqlite_uri(tmp_path)} does not exist")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unknown_experiment_says_so(store, capsys):
+    error = refused(["--tracking-uri", sqlite_uri(store), "--no-log", "--experiment", "nope"],
+                    capsys)
+    assert error.startswith("error: no experiment 'nope'") and "make train" in error
 
 
 def test_a_filter_matching_nothing_says_so(store, capsys):
     arguments = ["--tracking-uri", sqlite_uri(store), "--no-log",
                  "--filter", "params.seed = '99'"]
-    assert compare.main(arguments) == 1
-    assert "no FINISHED runs in experiment 'regbench' matching" in capsys.readouterr().err
+    assert "no FINISHED runs in experiment 'regbench' matching" in refused(arguments, capsys)
 
 
 def test_a_missing_reference_arm_says_which_arms_there_are(store, capsys):
     arguments = ["--tracking-uri", sqlite_uri(store), "--no-log", "--reference", "elastic"]
-    assert compare.main(arguments) == 1
-    error = capsys.readouterr().err
+    error = refused(arguments, capsys)
     assert "reference arm 'elastic' is not one of the arms" in error and "l2-0.0001" in error
+
+
+def test_an_out_that_is_a_file_is_refused_before_reading(store, tmp_path, capsys):
+    occupied = tmp_path / "report.md"
+    occupied.write_text("kept")
+    error = refused(["--tracking-uri", sqlite_uri(store), "--no-log", "--out", str(occupied)],
+                    capsys)
+    assert error == f"error: --out {occupied}: cannot be created, {occupied} is not a folder"
+    assert occupied.read_text() == "kept"
 
 
 def test_runs_with_missing_metrics_are_named_not_fatal(tmp_path):
@@ -353,6 +375,31 @@ def test_a_command_s_imports_are_frozen_and_its_exit_skips_the_last_collection()
     finally:
         gc.enable()
         gc.unfreeze()
+
+
+def test_ctrl_c_on_a_command_is_one_line_and_exit_130(store, capsys):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from regbench import cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as exited:
+        cli.run(interrupted)
+    assert exited.value.code == 130
+    assert capsys.readouterr().err == "interrupted (Ctrl-C)\n"
+    process = subprocess.Popen([sys.executable, "-m", "regbench.compare", "--tracking-uri",
+                                sqlite_uri(store), "--no-log"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # within its imports or its reading: both end the same way
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and stderr.strip().splitlines() == [
+        "interrupted (Ctrl-C)"], stderr
 
 
 def markdown_rows(text: str, first_header: str) -> dict[tuple[str, ...], list[str]]:

@@ -7,9 +7,8 @@ from omegaconf import MISSING, OmegaConf
 from helpers import PROJECT_ROOT, sqlite_uri, train
 from helpers import compose as composed
 from regbench import data, models, schema
+from regbench.locations import CONF_DIR, config_groups, group_options
 from regbench.overrides import check_overrides, expand_jobs
-from regbench.paths import CONF_DIR
-from regbench.schema import config_groups, group_options
 from regbench.validation import ConfigError, validate
 
 

@@ -185,6 +185,36 @@ def test_a_broken_store_is_one_line_in_every_command(tmp_path, capsys, damage):
     assert "cannot be used" in _one_line_error(train(tmp_path, "data=synthetic", "trainer=smoke"))
 
 
+def test_a_mistyped_store_is_one_line_in_every_reading_command_and_is_not_created(
+        tmp_path, capsys):
+    from regbench import compare, predict
+
+    image = tmp_path / "digit.png"
+    from PIL import Image
+
+    Image.new("L", (28, 28)).save(image)
+    missing = tmp_path / "typo"
+    uri = ["--tracking-uri", sqlite_uri(missing)]
+    for arguments in ([runs_cli.main, uri], [compare.main, [*uri, "--no-log"]],
+                      [predict.main, ["some-run", str(image), *uri]]):
+        main, argv = arguments
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        error = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and len(error) == 1, error
+        assert error[0].startswith(f"error: tracking store {sqlite_uri(missing)} does not exist")
+    assert not missing.exists()
+
+
+def test_runs_of_an_unknown_experiment_is_one_line(tmp_path, capsys):
+    assert train(tmp_path, "data=synthetic", "trainer=smoke", "model=mlp_small").returncode == 0
+    with pytest.raises(SystemExit) as exit_:
+        runs_cli.main(["--tracking-uri", sqlite_uri(tmp_path), "--experiment", "nope"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --experiment nope: no such experiment in {sqlite_uri(tmp_path)}")
+
+
 def _smoke_config(store):
     from helpers import compose
 
@@ -281,3 +311,23 @@ def test_signals_held_are_delivered_after_the_block_even_with_other_threads():
         stop.set()
         worker.join()
     assert reached_the_end
+
+
+def test_a_server_that_does_not_answer_is_given_up_on_in_one_line(monkeypatch, capsys):
+    """store.connect sets MLflow's retries to SERVER_PATIENCE's (about 30 s) unless the
+    environment says otherwise; here none, so the refusal comes at once."""
+    from helpers import free_port
+    from regbench import compare, store
+
+    for variable in store.SERVER_PATIENCE:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    uri = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(SystemExit) as exit_:
+        compare.main(["--tracking-uri", uri, "--no-log"])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(error) == 1 and error[0].startswith(
+        f"error: tracking store {uri} cannot be used"), error
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"  # the environment's own wins
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == store.SERVER_PATIENCE[
+        "MLFLOW_HTTP_REQUEST_TIMEOUT"]

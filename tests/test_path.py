@@ -1,11 +1,15 @@
 """Strength paths: selection on validation only, and a tiny path, report and tuned step."""
 
+import signal
+import subprocess
+import sys
+
 import mlflow
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import sqlite_uri
+from helpers import QUIET_TENSORFLOW, sqlite_uri, wait_for_training_runs
 from regbench import compare, path, query, record
 
 
@@ -90,3 +94,39 @@ def test_a_path_point_never_pools_two_configs(tmp_path):
     with pytest.raises(query.CompareError, match=r"l2 at 0.001 holds runs of more than one "
                        r"config: l2-0.001 \(trainer.optimizer=adam\); l2-0.001 \(trainer"):
         path.read_path("p")
+
+
+def test_an_interrupted_path_closes_its_multirun_and_exits_130(tmp_path):
+    """SIGINT to the path command alone (as ``kill -INT``): the running multirun gets it as a
+    Ctrl-C, closes every run, and the path exits 130 with one line, no traceback."""
+    import os
+
+    uri = sqlite_uri(tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "regbench.path", "run", "path_mnist_small", "data=synthetic",
+         "trainer=smoke", "model=mlp_small", "data.n_train=30000", "trainer.epochs=1000",
+         "trainer.early_stopping_patience=1000", f"mlflow.tracking_uri={uri}",
+         f"hydra.sweep.dir={tmp_path / 'multirun'}"], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env={**os.environ, **QUIET_TENSORFLOW})
+    try:
+        wait_for_training_runs(tmp_path, 2)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr[-2000:]
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["path_mnist_small"])
+    assert len(runs) >= 3 and set(runs["status"]) <= {"FINISHED", "KILLED"}
+    parent = runs[runs["tags.sweep"] == "parent"]
+    assert list(parent["status"]) == ["KILLED"]
+
+
+def test_run_and_tuned_take_only_path_presets(capsys):
+    for step in ("run", "tuned"):
+        with pytest.raises(SystemExit) as exit_:
+            path.main([step, "l2_vs_custom"])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and lines == [
+            f"error: {step} l2_vs_custom: not a path preset; allowed are path_fashion, "
+            "path_fashion_small, path_mnist, path_mnist_small"]

@@ -5,6 +5,7 @@ import tensorflow as tf
 from hydra.utils import instantiate
 
 from helpers import compose
+from regbench.locations import group_options
 from regbench.models import build_mlp, compile_classifier
 from regbench.regularizers import (
     ElasticNet,
@@ -12,7 +13,6 @@ from regbench.regularizers import (
     redundancy_penalty,
     redundancy_penalty_naive,
 )
-from regbench.schema import group_options
 from regbench.training import kernel_arguments
 
 SHAPES = [(3, 4), (64, 32), (10, 300), (784, 1024), (1024, 512), (512, 256)]

@@ -3,7 +3,7 @@ quotes comes from the report its row links to, and every report says how it was 
 
 import re
 
-from regbench.paths import PROJECT_ROOT
+from regbench.locations import PROJECT_ROOT
 
 SECTION = "## What the studies show"
 FIGURE = re.compile(r"\[[^\]]*\d[^\]]*\]|[+-]?\d+\.\d+")  # an interval, or a decimal number

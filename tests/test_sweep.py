@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from helpers import free_port, run_module, sqlite_uri
+from helpers import free_port, run_module, sqlite_uri, wait_for_training_runs
 from regbench import record
 from regbench.sweep import job_threads
 from regbench.tracking import process_alive
@@ -96,21 +96,6 @@ def test_two_sweeps_started_together_stay_apart(tmp_path):
         assert children["tags.seed"].nunique() == 2
 
 
-def _wait_for_running_children(store, count, timeout=180):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        try:
-            with sqlite3.connect(store / "mlruns" / "mlflow.db") as connection:
-                rows = connection.execute(
-                    "SELECT COUNT(DISTINCT run_uuid) FROM metrics WHERE key = 'loss'").fetchone()
-        except sqlite3.Error:
-            continue
-        if rows and rows[0] >= count:
-            return
-    raise AssertionError("the jobs did not start in time")
-
-
 @pytest.mark.parametrize("launcher, signum", [
     ((), signal.SIGINT), (("hydra/launcher=joblib", "hydra.launcher.n_jobs=2"), signal.SIGTERM)],
     ids=["basic-ctrl-c", "joblib-sigterm"])
@@ -123,7 +108,7 @@ def test_an_interrupted_sweep_ends_killed_and_leaves_nothing_running(tmp_path, l
          f"mlflow.tracking_uri={sqlite_uri(tmp_path)}", f"hydra.sweep.dir={tmp_path / 'm'}"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for_running_children(tmp_path, 2 if launcher else 1)
+        wait_for_training_runs(tmp_path, 2 if launcher else 1)
         process.send_signal(signum)
         _, stderr = process.communicate(timeout=120)
     finally:

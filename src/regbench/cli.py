@@ -9,7 +9,7 @@ import shlex
 import signal
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 EXIT_BAD_INPUT = 2
@@ -53,6 +53,38 @@ def collector_paused() -> Iterator[None]:
         gc.freeze()
         if was_enabled:
             gc.enable()
+
+
+def interrupted_line(interrupt: BaseException) -> str:
+    """The one line a command prints when a signal or Ctrl-C stops it."""
+    return f"interrupted ({str(interrupt) or 'Ctrl-C'})"
+
+
+def interrupts_in_one_line() -> None:
+    """Call first in a command's ``__main__``: a Ctrl-C that reaches the top of the program
+    before ``run`` catches it (during the command's imports, when nothing is open yet) prints
+    ``interrupted (Ctrl-C)`` instead of a traceback and exits EXIT_INTERRUPTED at once."""
+    previous = sys.excepthook
+
+    def hook(kind, value, traceback):
+        if not issubclass(kind, KeyboardInterrupt):
+            previous(kind, value, traceback)
+            return
+        print(interrupted_line(value), file=sys.stderr, flush=True)
+        os._exit(EXIT_INTERRUPTED)
+
+    sys.excepthook = hook
+
+
+def run(main: Callable[[], int]) -> None:
+    """Exit with ``main()``'s code (``exit_skipping_final_collection``); a Ctrl-C inside it
+    prints one line and exits EXIT_INTERRUPTED."""
+    try:
+        code = main()
+    except KeyboardInterrupt as interrupt:
+        print(interrupted_line(interrupt), file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    exit_skipping_final_collection(code)
 
 
 def exit_skipping_final_collection(code: int) -> None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 from regbench import cli
-from regbench.paths import REPORTS_DIR
+from regbench.locations import REPORTS_DIR, unwritable_folder
 
+if __name__ == "__main__":
+    cli.interrupts_in_one_line()
 with cli.collector_paused():
     from regbench import query, report, store
     from regbench.comparison import DEFAULT_MARGINS, Target, summarise
@@ -86,26 +87,24 @@ def main(argv: list[str] | None = None) -> int:
                         help="report folder (default: reports/<experiment>)")
     parser.add_argument("--no-log", action="store_true", help="do not log a comparison run")
     args = parser.parse_args(argv)
+    out = args.out or REPORTS_DIR / args.experiment
     try:
         margins = parse_margins(args.margin)
         targets = tuple(Target.parse(text) for text in args.target)
+        if reason := unwritable_folder(out):
+            raise ValueError(f"--out {out}: cannot be created, {reason}")
     except ValueError as error:
         cli.fail(str(error))
 
     # one progress bar per artifact read would print a bar per run compared
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
-        store.connect(args.tracking_uri)
-    except store.StoreError as error:
-        cli.fail(str(error))
-    try:
+        store.connect(args.tracking_uri, create=False)
         comparison = summarise(query.fetch_runs(args.experiment, args.filter), args.reference,
                                margins, targets)
-    except query.CompareError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    except (store.StoreError, query.CompareError) as error:
+        cli.fail(str(error))
     artifacts = query.read_artifacts(comparison.runs)
-    out = args.out or REPORTS_DIR / args.experiment
     header = report.provenance(cli.command_line(__spec__.name, argv), git_commit(),
                                comparison.runs)
     paths = report.write_report(comparison, artifacts, out, header)
@@ -118,4 +117,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    cli.exit_skipping_final_collection(main())
+    cli.run(main)

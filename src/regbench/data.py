@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from regbench.paths import DATA_DIR
+from regbench.locations import DATA_DIR
 
 MNIST_CONTENT_SHA256 = "06b0d1f124c4e5fa796686ade41a9b778edacc8622f2195a352ef479ad44fc16"
 """sha256 of x_train, y_train, x_test, y_test (uint8, C order), in that order: Keras' MNIST."""

@@ -9,13 +9,11 @@ parser; ``interval(...)`` sweeps, which only a search plugin can sample, are che
 from __future__ import annotations
 
 import itertools
-import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from regbench.paths import CONF_DIR
-from regbench.schema import config_groups, group_options
+from regbench.locations import CONF_DIR, config_groups, group_options, unwritable_folder
 from regbench.validation import ConfigError, require, validate
 
 HYDRA_HELP_FLAGS = {"-h", "--help", "--hydra-help", "-sc", "--shell-completion"}
@@ -65,12 +63,9 @@ def expand_jobs(parsed) -> list[list[str]]:
 
 def check_output_dir(path: str, key: str) -> None:
     """Raise ConfigError unless folder ``path`` exists or can be created (no side effects)."""
-    folder = Path(path).absolute()
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
-    if not existing.is_dir():
-        raise ConfigError(f"{key}={path}: cannot be created, {existing} is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{key}={path}: cannot be created, {existing} is not writable")
+    reason = unwritable_folder(Path(path))
+    if reason:
+        raise ConfigError(f"{key}={path}: cannot be created, {reason}")
 
 
 def check_overrides(arguments: list[str]) -> tuple[str, int | None]:

@@ -16,13 +16,17 @@ no part in the selection, into ``PRESET-tuned``, and compares them with ``none``
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from regbench import cli, record
-from regbench.paths import REPORTS_DIR
+from regbench.locations import REPORTS_DIR, group_options, unwritable_folder
+
+if __name__ == "__main__":
+    cli.interrupts_in_one_line()
 
 with cli.collector_paused():
     import numpy as np
@@ -47,6 +51,7 @@ SELECTED_ON = "val_accuracy"  # the curve whose best epoch a strength is chosen 
 TUNED_SEEDS = (100, 101, 102, 103, 104)
 RULES = ("best", "1se")
 CONTROL = "none"
+PRESET_PREFIX = "path_"  # the experiment presets a path trains: conf/experiment/path_*.yaml
 
 
 def train_commands(preset: str, grids: dict[str, tuple[float, ...]], seeds: tuple[int, ...],
@@ -61,13 +66,22 @@ def train_commands(preset: str, grids: dict[str, tuple[float, ...]], seeds: tupl
 
 
 def run_all(commands: list[list[str]]) -> int:
-    """Run the commands one after another; the worst exit code (130 stops at once)."""
+    """Run the commands one after another; the worst exit code. A Ctrl-C or SIGTERM stops at
+    once: the running command is sent SIGINT, as a terminal's Ctrl-C would (a multirun then
+    closes its runs KILLED), and is waited for; EXIT_INTERRUPTED."""
     worst = 0
-    for command in commands:
-        code = subprocess.run(command).returncode
-        if code == cli.EXIT_INTERRUPTED:
-            return code
-        worst = max(worst, code)
+    with cli.signals_as_interrupt():  # after the first signal, both are ignored here
+        for command in commands:
+            process = subprocess.Popen(command)
+            try:
+                code = process.wait()
+            except KeyboardInterrupt:
+                process.send_signal(signal.SIGINT)
+                process.wait()
+                return cli.EXIT_INTERRUPTED
+            if code == cli.EXIT_INTERRUPTED:
+                return code
+            worst = max(worst, code)
     return worst
 
 
@@ -218,19 +232,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="default: reports/<preset> (report), reports/<preset>-tuned (tuned)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
     args = parser.parse_intermixed_args(argv)
+    presets = [o for o in group_options("experiment") if o.startswith(PRESET_PREFIX)]
+    if args.step != "report" and args.preset not in presets:
+        cli.fail(f"{args.step} {args.preset}: not a path preset; allowed are {', '.join(presets)}")
+    if args.out and (reason := unwritable_folder(args.out)):
+        cli.fail(f"--out {args.out}: cannot be created, {reason}")
     extra = (*args.overrides,
              *([f"mlflow.tracking_uri={args.tracking_uri}"] if args.tracking_uri else []))
     if args.step == "run":
         return run_all(train_commands(args.preset, GRIDS, SELECTION_SEEDS, args.preset, extra))
 
     try:
-        store.connect(args.tracking_uri)
-    except store.StoreError as error:
-        cli.fail(str(error))
-    try:
+        store.connect(args.tracking_uri, create=False)
         study = read_path(args.preset)
-    except query.CompareError as error:
-        cli.fail(str(error), code=1)
+    except (store.StoreError, query.CompareError) as error:
+        cli.fail(str(error))
     header = provenance(cli.command_line(__spec__.name, argv), git_commit(), study.runs)
     if args.step == "report":
         paths = write_report(study, args.out or REPORTS_DIR / args.preset, header)
@@ -255,4 +271,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    cli.exit_skipping_final_collection(main())
+    cli.run(main)

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from regbench import store
 
     try:
-        store.connect(args.tracking_uri)
+        store.connect(args.tracking_uri, create=False)
     except store.StoreError as error:
         cli.fail(str(error))
     try:
@@ -80,4 +80,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

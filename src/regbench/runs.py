@@ -9,11 +9,10 @@ such and never touched.
 from __future__ import annotations
 
 import argparse
-import sys
 
 import pandas as pd
 
-from regbench import record
+from regbench import cli, record
 from regbench.tracking import process_gone
 
 COLUMNS = {"run_id": "run", "status": "status", f"tags.{record.TAG_REGULARIZER}": "regularizer",
@@ -55,16 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from regbench import cli, store
+    from regbench import store
 
     try:
-        store.connect(args.tracking_uri)
+        store.connect(args.tracking_uri, create=False)
     except store.StoreError as error:
         cli.fail(str(error))
     if mlflow.get_experiment_by_name(args.experiment) is None:
-        print(f"error: no experiment '{args.experiment}' in {mlflow.get_tracking_uri()}",
-              file=sys.stderr)
-        return 1
+        cli.fail(f"--experiment {args.experiment}: no such experiment in "
+                 f"{mlflow.get_tracking_uri()}")
     runs = mlflow.search_runs(experiment_names=[args.experiment], max_results=100_000)
     if args.stale:
         runs = stale_runs(runs) if not runs.empty else runs
@@ -82,4 +80,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -15,7 +15,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from regbench.paths import CONF_DIR
+from regbench.locations import CONF_DIR
 from regbench.record import MONITORED
 
 SCHEMA_NAME = "regbench_schema"
@@ -110,16 +110,6 @@ RESULT_NEUTRAL_KEYS = (  # keys that do not change what a run computes: left out
 )
 
 ConfigStore.instance().store(name=SCHEMA_NAME, node=RegbenchConfig)
-
-
-def config_groups() -> tuple[str, ...]:
-    """The config groups: the folders of conf/ (Hydra's own ``hydra/`` aside)."""
-    return tuple(sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"))
-
-
-def group_options(group: str) -> list[str]:
-    """The option names of a config group: the YAML files in conf/<group>/."""
-    return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
 
 
 def regularizer_keys(name: str) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from regbench.paths import MLRUNS_DIR
+from regbench.locations import MLRUNS_DIR
 
 DATABASE = "regbench"
 

@@ -18,7 +18,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from regbench.paths import default_tracking_uri
+from regbench.locations import default_tracking_uri
 
 
 def sqlite_path(tracking_uri: str) -> Path | None:
@@ -72,14 +72,31 @@ def creation_lock(tracking_uri: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def connect(tracking_uri: str | None = None) -> MlflowClient:
-    """Point MLflow at the store (default: ``paths.default_tracking_uri()``), create and migrate
-    it if it is new (under ``creation_lock``), and return a client. Any failure (a folder that
-    cannot be written, a path that is a folder, a corrupt database, a server that does not
-    answer) raises StoreError in one line."""
+# How long a tracking server that does not answer is waited for: MLflow retries a request
+# with exponential back-off (its defaults, 7 retries of factor 2 and a 120 s timeout, wait
+# over 4 minutes); 4 retries of factor 2 wait 0 + 4 + 8 + 16 s, about 30 s with jitter.
+# A variable already set in the environment wins.
+SERVER_PATIENCE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "4",
+                   "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "2",
+                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+
+def connect(tracking_uri: str | None = None, create: bool = True) -> MlflowClient:
+    """Point MLflow at the store (default: ``locations.default_tracking_uri()``), create and migrate
+    it if it is new (under ``creation_lock``; with ``create=False``, for a command that only
+    reads, a SQLite store that does not exist is refused and nothing is made), and return a
+    client. A tracking server is given up on after about 30 s (SERVER_PATIENCE). Any failure
+    (a folder that cannot be written, a path that is a folder, a corrupt database, a server
+    that does not answer) raises StoreError in one line."""
     uri = tracking_uri or default_tracking_uri()
+    database = sqlite_path(uri)
+    if not create and database is not None and not database.exists():
+        raise StoreError(f"tracking store {uri} does not exist (no file {database}); record "
+                         "runs with 'make train' first, or name another with --tracking-uri")
+    if uri.startswith(("http://", "https://")):
+        for variable, value in SERVER_PATIENCE.items():
+            os.environ.setdefault(variable, value)
     with _refused_in_one_line(uri):
-        database = sqlite_path(uri)
         if database is not None:
             database.parent.mkdir(parents=True, exist_ok=True)
             if database.exists() and not database.is_file():

@@ -24,7 +24,7 @@ from typing import Any
 import mlflow
 
 from regbench import record
-from regbench.paths import PROJECT_ROOT, REPORTS_DIR
+from regbench.locations import PROJECT_ROOT, REPORTS_DIR
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

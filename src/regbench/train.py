@@ -19,13 +19,13 @@ import hydra
 from omegaconf import DictConfig
 
 from regbench import cli, record
+from regbench.locations import CONF_DIR
 from regbench.overrides import (
     HYDRA_HELP_FLAGS,
     HYDRA_PREVIEW_FLAGS,
     check_overrides,
     is_multirun,
 )
-from regbench.paths import CONF_DIR
 from regbench.validation import ConfigError
 
 
@@ -87,7 +87,7 @@ def _train(cfg: DictConfig, parent_run_id: str | None, threads: int | None) -> f
             result = train_and_evaluate(cfg, parent_run_id=parent_run_id, threads=threads,
                                         stop_requested=cli.interrupt_requested)
     except KeyboardInterrupt as interrupt:
-        print(f"interrupted ({interrupt or 'Ctrl-C'}): the run is marked KILLED", file=sys.stderr)
+        print(f"{cli.interrupted_line(interrupt)}: the run is marked KILLED", file=sys.stderr)
         sys.exit(cli.EXIT_INTERRUPTED)
     except Exception as error:
         if in_sweep():  # the job's run, if it exists, is closed; the parent counts the job

@@ -19,6 +19,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from regbench import schema
+from regbench.locations import group_options
 
 BYTES_PER_WEIGHT = 16  # float32 weight, its gradient and Adam's two moments
 
@@ -67,7 +68,7 @@ def _check_keys(node: Any, expected: dict, key: str, option: str) -> None:
 
 def _check_regularizer(cfg: DictConfig) -> None:
     regularizer = cfg.regularizer
-    names = schema.group_options("regularizer")
+    names = group_options("regularizer")
     name = regularizer.get("name")
     expected = schema.regularizer_keys(str(name)) if name in names else None
     require(expected is not None, "regularizer.name", name, f"allowed are {', '.join(names)}")

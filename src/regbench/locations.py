@@ -1,0 +1,41 @@
+"""Where regbench keeps its files: every path absolute, none depending on the working directory.
+
+The project root is the folder that holds ``conf/``, ``src/`` and ``mlruns/`` (the package is
+installed editable with ``pip install -e .``); ``REGBENCH_HOME`` overrides it.
+"""
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(os.environ.get("REGBENCH_HOME", Path(__file__).resolve().parents[2]))
+CONF_DIR = PROJECT_ROOT / "conf"
+DATA_DIR = PROJECT_ROOT / "data"
+MLRUNS_DIR = PROJECT_ROOT / "mlruns"
+REPORTS_DIR = PROJECT_ROOT / "reports"
+
+
+def default_tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI`` when set, else the project's SQLite store ``mlruns/mlflow.db``."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{MLRUNS_DIR / 'mlflow.db'}"
+
+
+def unwritable_folder(path: Path) -> str | None:
+    """Why folder ``path`` cannot be used or created (``<existing> is not a folder``, ``... is
+    not writable``), or None when it can; nothing is created."""
+    folder = Path(path).absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
+def config_groups() -> tuple[str, ...]:
+    """The config groups: the folders of conf/ (Hydra's own ``hydra/`` aside)."""
+    return tuple(sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"))
+
+
+def group_options(group: str) -> list[str]:
+    """The option names of a config group: the YAML files in conf/<group>/."""
+    return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
