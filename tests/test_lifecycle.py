@@ -331,3 +331,56 @@ def test_a_server_that_does_not_answer_is_given_up_on_in_one_line(monkeypatch, c
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"  # the environment's own wins
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == store.SERVER_PATIENCE[
         "MLFLOW_HTTP_REQUEST_TIMEOUT"]
+
+
+def _store_refusing(monkeypatch, times: int) -> list:
+    """The SQL store refuses, ``times`` times, any batch holding val_accuracy at step 1, as a
+    database locked past its busy timeout does (MLflow's async queue logs it and drops it)."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    from sqlalchemy.exc import OperationalError
+
+    real = SqlAlchemyStore.log_batch
+    refused = []
+
+    def log_batch(self, run_id, metrics, params, tags):
+        if len(refused) < times and any(m.key == "val_accuracy" and m.step == 1
+                                        for m in metrics):
+            refused.append(run_id)
+            raise OperationalError("INSERT INTO metrics", {}, sqlite3.OperationalError(
+                "database is locked"))
+        return real(self, run_id, metrics, params, tags)
+
+    monkeypatch.setattr(SqlAlchemyStore, "log_batch", log_batch)
+    return refused
+
+
+def _three_epochs(store):
+    from helpers import compose
+
+    return compose("data=synthetic", "trainer=smoke", "model=mlp_small", "trainer.epochs=3",
+                   "trainer.early_stopping_patience=10", f"mlflow.tracking_uri={sqlite_uri(store)}")
+
+
+def test_an_epoch_the_store_dropped_is_logged_again_before_finished(tmp_path, monkeypatch):
+    from regbench.training import train_and_evaluate
+
+    refused = _store_refusing(monkeypatch, times=1)
+    result = train_and_evaluate(_three_epochs(tmp_path), threads=1)
+    assert refused  # the fault happened
+    history = MlflowClient().get_metric_history(result.run_id, "val_accuracy")
+    assert sorted(point.step for point in history) == [0, 1, 2]
+    assert runs(tmp_path).iloc[0]["status"] == "FINISHED"
+
+
+def test_points_the_store_keeps_refusing_end_the_run_failed_naming_them(tmp_path, monkeypatch):
+    from regbench import tracking
+    from regbench.training import train_and_evaluate
+
+    _store_refusing(monkeypatch, times=100)
+    monkeypatch.setattr(tracking.time, "sleep", lambda seconds: None)
+    with pytest.raises(tracking.MetricsLost) as lost:
+        train_and_evaluate(_three_epochs(tmp_path), threads=1)
+    assert "refused them 3 times" in str(lost.value) and "val_accuracy at steps 1" in str(
+        lost.value) and "\n" not in str(lost.value)
+    run = runs(tmp_path).iloc[0]
+    assert run["status"] == "FAILED" and run["tags.error_type"] == "MetricsLost"

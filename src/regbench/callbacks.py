@@ -64,11 +64,23 @@ def training_callbacks(trainer, verbose, logger: keras.callbacks.Callback,
 
 
 class EpochMetricsCallback(MlflowCallback):
-    """MLflow's Keras callback, logging each epoch's logs at step = epoch (0-based).
+    """MLflow's Keras callback, logging each epoch's logs at step = epoch (0-based), and
+    keeping what it logged (``epochs``: epoch -> metrics), so that the run can check the store
+    holds it all (``tracking.complete_epoch_metrics``): MLflow logs them asynchronously and
+    its callback swallows errors.
 
     It leaves out MlflowCallback's ``on_test_end``, which logs every validation pass again
     as ``validation_*`` at step 0 (duplicates of ``val_*``, several points per step).
     """
+
+    def __init__(self):
+        super().__init__()
+        self.epochs: dict[int, dict[str, float]] = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            self.epochs[epoch] = {key: float(value) for key, value in logs.items()}
+        super().on_epoch_end(epoch, logs)
 
     def on_test_end(self, logs=None):
         return None

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -167,6 +168,59 @@ def _close(run_id: str, status: str) -> None:
         raise StoreError(f"run {run_id} could not be closed {status} ({one_line(error)}); once "
                          "the store answers, 'make runs ARGS=\"--stale --mark-killed\"' closes "
                          "it") from None
+
+
+class MetricsLost(RuntimeError):
+    """The store did not keep points the run logged, and did not take them when logged again;
+    the message (one line) names them."""
+
+
+def _missing_points(client, run_id: str,
+                    epochs: Mapping[int, Mapping[str, float]]) -> list[tuple[str, int, float]]:
+    """(metric, step, value) of every point in ``epochs`` (step -> metrics logged at it) that
+    the store's history of the run lacks."""
+    keys = sorted({key for logs in epochs.values() for key in logs})
+    missing = []
+    for key in keys:
+        stored = {point.step for point in client.get_metric_history(run_id, key)}
+        missing += [(key, step, logs[key]) for step, logs in sorted(epochs.items())
+                    if key in logs and step not in stored]
+    return missing
+
+
+def complete_epoch_metrics(run_id: str, epochs: Mapping[int, Mapping[str, float]],
+                           attempts: int = 3, pause: float = 5.0) -> None:
+    """Make sure the store holds every point ``epochs`` (step -> metrics) lists for the run.
+
+    MLflow's Keras callback logs each epoch asynchronously, and its queue reports a batch the
+    store refused (a database locked past its busy timeout) in a log line and drops it. So
+    after training: flush the queue, read each metric's history back, and log what is missing
+    again, synchronously, up to ``attempts`` times, ``pause`` x attempt seconds apart. Raises
+    MetricsLost naming the points still missing, so that the run ends FAILED, never FINISHED
+    with data lost."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    mlflow.flush_async_logging()
+    client = MlflowClient()
+    missing = _missing_points(client, run_id, epochs)
+    for attempt in range(attempts):
+        if not missing:
+            return
+        time.sleep(pause * attempt)
+        now = int(time.time() * 1000)
+        with contextlib.suppress(Exception):  # what did not land is read back below
+            client.log_batch(run_id, metrics=[Metric(key, value, now, step)
+                                              for key, step, value in missing])
+        missing = _missing_points(client, run_id, epochs)
+    if missing:
+        lost: dict[str, list[int]] = {}
+        for key, step, _ in missing:
+            lost.setdefault(key, []).append(step)
+        raise MetricsLost(f"the store lost {len(missing)} epoch metric point(s) and refused "
+                          f"them {attempts} times: " + "; ".join(
+                              f"{key} at steps {', '.join(map(str, steps))}"
+                              for key, steps in lost.items()))
 
 
 class _KerasFlavor:

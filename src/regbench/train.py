@@ -75,8 +75,9 @@ def _train(cfg: DictConfig, parent_run_id: str | None, threads: int | None) -> f
     """Train and print the result line; errors as one line and an exit code, except in a
     multirun, where a failed job returns NaN and the others go on."""
     from regbench.data import DataError
-    from regbench.store import StoreError
+    from regbench.store import StoreError, one_line
     from regbench.sweep import in_sweep
+    from regbench.tracking import MetricsLost
 
     store_failures = _store_failures()
     try:
@@ -95,9 +96,12 @@ def _train(cfg: DictConfig, parent_run_id: str | None, threads: int | None) -> f
             return float("nan")
         if isinstance(error, (ConfigError, DataError, StoreError)):
             cli.fail(str(error))
+        if isinstance(error, MetricsLost):
+            cli.fail(f"{error}; the run is marked FAILED")
         if isinstance(error, store_failures):
             cli.fail(f"the tracking store failed during the run ({type(error).__name__}: "
-                     f"{error}); the run is marked FAILED where the store still answers")
+                     f"{one_line(error)}); the run is marked FAILED where the store still "
+                     "answers")
         raise
     metrics = result.metrics
     print(f"{result.run_name}: test accuracy {metrics[record.TEST_ACCURACY]:.4f}, test data loss "

@@ -127,8 +127,8 @@ def train_and_evaluate(cfg: DictConfig, parent_run_id: str | None = None,
     reports (every ``trainer.steps_per_execution``-th) and before the run is declared
     FINISHED: once it gives one, KeyboardInterrupt(reason) is raised.
     Raises ConfigError, DataError or StoreError before any run exists; once the run exists,
-    any exception (TrainingDiverged for a NaN loss) or KeyboardInterrupt closes it FAILED or
-    KILLED and propagates.
+    any exception (TrainingDiverged for a NaN loss, tracking.MetricsLost for epoch metrics the
+    store did not keep) or KeyboardInterrupt closes it FAILED or KILLED and propagates.
     """
     validate(cfg)
     import mlflow
@@ -147,8 +147,8 @@ def train_and_evaluate(cfg: DictConfig, parent_run_id: str | None = None,
     arm = record.arm_label(cfg.regularizer.name, strengths(instantiate(kernel)))
     model = compile_classifier(build_mlp(cfg.model, lambda: instantiate(kernel)), cfg.trainer)
     verbose = _verbosity(cfg.trainer.verbose)
-    callbacks, early_stop = training_callbacks(cfg.trainer, verbose,
-                                               logger=EpochMetricsCallback(),
+    logger = EpochMetricsCallback()
+    callbacks, early_stop = training_callbacks(cfg.trainer, verbose, logger=logger,
                                                stop_requested=stop_requested)
     tags = {record.TAG_REGULARIZER: cfg.regularizer.name, record.TAG_MODEL: cfg.model.name,
             record.TAG_DATA: cfg.data.name, record.TAG_SEED: str(cfg.seed),
@@ -171,6 +171,7 @@ def train_and_evaluate(cfg: DictConfig, parent_run_id: str | None = None,
             raise TrainingDiverged(
                 f"loss became {history['loss'][-1]} in epoch {len(history['loss'])}; "
                 "TerminateOnNaN stopped training")
+        tracking.complete_epoch_metrics(run.info.run_id, logger.epochs)
         metrics, probs = _final_metrics(model, splits, history, early_stop, seconds)
         mlflow.log_metrics(metrics)
         _log_plots(history, arm, probs, splits.y_test)
