@@ -1,4 +1,5 @@
-# regbench: every target that needs the environment or the data provides it first.
+# regbench: every target that needs the environment provides it first; MNIST is fetched by
+# the first run that uses it (make data fetches it ahead).
 # Any key=value on the make line is a Hydra override: `make train regularizer=custom seed=3`.
 # Make-only variables (not passed to Hydra): ARGS (extra arguments), PY, seeds, quick, port,
 # pg_port, run, image, preset, rule.
@@ -49,24 +50,24 @@ test: $(STAMP) $(MNIST) ## run the whole test suite
 test-fast: $(STAMP) ## run the tests not marked slow
 	$(PYTHON) -m pytest -m "not slow" $(ARGS)
 
-lint: $(STAMP) ## ruff over src, tests and bench
+lint: $(STAMP) ## ruff over src, tests and bench (checks only, fixes nothing)
 	$(VENV)/bin/ruff check src tests bench
 
-train: $(STAMP) $(MNIST) ## train one run (key=value overrides go to Hydra)
+train: $(STAMP) ## train one run (key=value overrides go to Hydra)
 	$(PYTHON) -m regbench.train $(HYDRA_OVERRIDES) $(ARGS)
 
-sweep: $(STAMP) $(MNIST) ## a multirun grid, e.g. make sweep regularizer=l2,custom seed=0,1,2
+sweep: $(STAMP) ## a multirun grid, e.g. make sweep regularizer=l2,custom seed=0,1,2
 	$(PYTHON) -m regbench.train -m $(HYDRA_OVERRIDES) $(ARGS)
 
 compare: $(STAMP) ## the comparison table of the recorded runs (options: ARGS="--help")
 	$(PYTHON) -m regbench.compare $(ARGS)
 
-study: $(STAMP) $(MNIST) ## regularizer none,l2,custom x $(seeds) seeds on MNIST, then compare
+study: $(STAMP) ## regularizer none,l2,custom x $(seeds) seeds on MNIST, then compare
 	$(PYTHON) -m regbench.train -m experiment=l2_vs_custom 'seed=range(0,$(seeds))' \
 		mlflow.experiment_name=$(STUDY_EXPERIMENT) $(HYDRA_OVERRIDES)
 	$(PYTHON) -m regbench.compare --experiment $(STUDY_EXPERIMENT) $(ARGS)
 
-exercise: $(STAMP) $(MNIST) ## the L1/L2 exercise: l1_l2 at 1e-3 each, L1 alone and L2 alone at 1e-3, its targets
+exercise: $(STAMP) ## the L1/L2 exercise: l1_l2 at 1e-3 each, L1 alone and L2 alone at 1e-3, its targets
 	$(PYTHON) -m regbench.train -m experiment=l1_l2_exercise \
 		mlflow.experiment_name=$(EXERCISE_EXPERIMENT) $(HYDRA_OVERRIDES)
 	$(PYTHON) -m regbench.train -m experiment=l1_l2_exercise regularizer=l1,l2 \
@@ -74,15 +75,15 @@ exercise: $(STAMP) $(MNIST) ## the L1/L2 exercise: l1_l2 at 1e-3 each, L1 alone 
 	$(PYTHON) -m regbench.compare --experiment $(EXERCISE_EXPERIMENT) --reference l1_l2 \
 		$(EXERCISE_TARGETS) $(ARGS)
 
-path: $(STAMP) $(MNIST) ## strength path preset=path_mnist_small|path_fashion_small|path_mnist|path_fashion, then its report
+path: $(STAMP) ## strength path preset=path_mnist_small|path_fashion_small|path_mnist|path_fashion, then its report
 	$(PYTHON) -m regbench.path run $(call quote,$(preset)) $(HYDRA_OVERRIDES)
 	$(PYTHON) -m regbench.path report $(call quote,$(preset)) $(ARGS)
 
-tuned: $(STAMP) $(MNIST) ## each regularizer at its path-selected strength (rule=best|1se) on seeds 100-104, compared
+tuned: $(STAMP) ## each regularizer at its path-selected strength (rule=best|1se) on seeds 100-104, compared
 	$(PYTHON) -m regbench.path tuned $(call quote,$(preset)) --rule $(call quote,$(rule)) \
 		$(HYDRA_OVERRIDES) $(ARGS)
 
-bench: $(STAMP) $(MNIST) ## the benchmark, written to bench/RESULTS.md (quick=1: synthetic, ~2 min)
+bench: $(STAMP) ## the benchmark, written to bench/RESULTS.md (quick=1: synthetic, ~2 min)
 	$(PYTHON) bench/run.py $(if $(quick),--quick) $(ARGS)
 
 server: $(STAMP) ## shared tracking server: PostgreSQL + mlflow server on http://127.0.0.1:$(port)
@@ -102,6 +103,6 @@ serve: $(STAMP) ## serve run=<id>'s model on http://127.0.0.1:$(port)/invocation
 predict: $(STAMP) ## classify image=<png> with run=<id>'s model
 	$(PYTHON) -m regbench.predict $(call quote,$(run)) $(call quote,$(image))
 
-clean: ## remove the environment, caches and Hydra outputs (keeps data/ and mlruns/)
+clean: ## remove .venv, Python/pytest/ruff caches, Hydra's outputs/ and multirun/, the egg-info (keeps data/, mlruns/, reports/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache outputs multirun src/*.egg-info
 	find . -name __pycache__ -prune -exec rm -rf {} +

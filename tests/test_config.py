@@ -277,3 +277,18 @@ def test_a_good_preview_still_shows_the_config(monkeypatch, capsys, tmp_path):
     train_command.main()
     shown = OmegaConf.create(capsys.readouterr().out)
     assert shown.regularizer.name == "l1_l2" and list(tmp_path.iterdir()) == []
+
+
+def test_only_the_targets_that_need_mnist_ahead_fetch_it(tmp_path):
+    """A run fetches MNIST when it uses it (data.provide_mnist); make fetches it ahead only
+    for ``make data`` and ``make test``."""
+    absent = f"MNIST={tmp_path / 'absent.npz'}"
+
+    def planned(*arguments):
+        return subprocess.run(["make", "-n", *arguments, absent], cwd=PROJECT_ROOT,
+                              capture_output=True, text=True, check=True).stdout
+
+    assert "regbench.data" in planned("data") and "regbench.data" in planned("test")
+    for target in (["train", "data=synthetic"], ["bench", "quick=1"], ["sweep"], ["study"],
+                   ["path"], ["tuned"], ["exercise"]):
+        assert "regbench.data" not in planned(*target), target

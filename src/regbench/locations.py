@@ -4,7 +4,10 @@ The project root is the folder that holds ``conf/``, ``src/`` and ``mlruns/`` (t
 installed editable with ``pip install -e .``); ``REGBENCH_HOME`` overrides it.
 """
 
+import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 PROJECT_ROOT = Path(os.environ.get("REGBENCH_HOME", Path(__file__).resolve().parents[2]))
@@ -39,3 +42,15 @@ def config_groups() -> tuple[str, ...]:
 def group_options(group: str) -> list[str]:
     """The option names of a config group: the YAML files in conf/<group>/."""
     return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
+
+
+@contextmanager
+def file_lock(lock_file: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_file`` (created if missing) for the block: processes
+    of this host that take the same lock run such blocks one at a time."""
+    with open(lock_file, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -7,7 +7,6 @@ A ``sqlite:///<dir>/<file>.db`` store keeps each experiment's artifacts in
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from regbench.locations import default_tracking_uri
+from regbench.locations import default_tracking_uri, file_lock
 
 
 def sqlite_path(tracking_uri: str) -> Path | None:
@@ -64,12 +63,8 @@ def creation_lock(tracking_uri: str) -> Iterator[None]:
     if database is None:
         yield
         return
-    with open(database.with_name(database.name + ".lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(database.with_name(database.name + ".lock")):
+        yield
 
 
 # How long a tracking server that does not answer is waited for: MLflow retries a request
