@@ -26,3 +26,9 @@ def test_the_quick_benchmark_reports_every_figure(tmp_path):
         assert expected in names
     assert all(float(value) > 0 for _, _, value, _ in rows)
     assert "naive" in text and "Machine: " in text
+
+
+def test_the_benchmark_is_split_by_what_it_measures():
+    for module in ("run", "figures", "steps", "store_reads", "processes"):
+        lines = (PROJECT_ROOT / "bench" / f"{module}.py").read_text().count("\n")
+        assert lines <= 300, f"bench/{module}.py has {lines} lines"
