@@ -13,21 +13,29 @@ from regbench import compare, query, record, report, stats
 from regbench.comparison import Target, summarise
 from regbench.metrics import reliability_bins
 
-SEEDS = [0, 1, 2, 3, 4]
-L2_ACC = np.array([0.970, 0.972, 0.969, 0.971, 0.973])
-L2_LOSS = np.array([0.100, 0.098, 0.103, 0.099, 0.097])
+SEEDS = list(range(10))  # enough for the permutation test's floor (2/2^10) under Holm over 6
+L2_ACC = np.array([0.970, 0.972, 0.969, 0.971, 0.973, 0.968, 0.974, 0.970, 0.972, 0.971])
+L2_LOSS = np.array([0.100, 0.098, 0.103, 0.099, 0.097, 0.101, 0.096, 0.102, 0.098, 0.100])
+
+
+def jitter(*pattern):
+    """The five-value pattern, twice: a spread of known size around zero."""
+    return np.tile(np.array(pattern), 2)
+
+
 ARMS = {  # arm -> (regularizer params, seeds, test accuracy, test data loss)
     "l2-0.0001": ({"name": "l2", "weight": "0.0001"}, SEEDS, L2_ACC, L2_LOSS),
     # a real difference: +0.01 accuracy and -0.02 data loss on every seed, give or take 0.0005
     "custom-0.0001": ({"name": "custom", "weight": "0.0001"}, SEEDS,
-                      L2_ACC + 0.01 + np.array([5, -5, 3, -3, 0]) * 1e-4,
-                      L2_LOSS - 0.02 + np.array([-4, 4, 2, -2, 0]) * 1e-4),
+                      L2_ACC + 0.01 + jitter(5, -5, 3, -3, 0) * 1e-4,
+                      L2_LOSS - 0.02 + jitter(-4, 4, 2, -2, 0) * 1e-4),
     # no difference: the same values shuffled across seeds
-    "none": ({"name": "none"}, SEEDS, L2_ACC[[2, 0, 4, 1, 3]], L2_LOSS[[3, 4, 0, 2, 1]]),
+    "none": ({"name": "none"}, SEEDS, L2_ACC[[2, 0, 4, 1, 3, 7, 5, 9, 6, 8]],
+             L2_LOSS[[3, 4, 0, 2, 1, 8, 9, 5, 7, 6]]),
     # within the margins: +-0.0002 accuracy and +-0.0004 data loss around no difference
     "l1_l2-0.0002-0.5": ({"name": "l1_l2", "weight": "0.0002", "l1_ratio": "0.5"}, SEEDS,
-                            L2_ACC + np.array([2, -2, 1, -1, 0]) * 1e-4,
-                            L2_LOSS + np.array([-4, 4, 2, -2, 0]) * 1e-4),
+                            L2_ACC + jitter(2, -2, 1, -1, 0) * 1e-4,
+                            L2_LOSS + jitter(-4, 4, 2, -2, 0) * 1e-4),
     # bit-for-bit the reference: a regularizer that changed nothing
     "orthogonal-0.0001": ({"name": "orthogonal", "weight": "0.0001"}, SEEDS, L2_ACC, L2_LOSS),
     # a single run
@@ -99,7 +107,7 @@ def test_a_real_difference_is_found_and_its_interval_holds_the_truth(comparison)
     assert accuracy.paired and accuracy.verdict == "better" and data_loss.verdict == "better"
     assert accuracy.low <= 0.01 <= accuracy.high and accuracy.p_adjusted < 0.05
     assert data_loss.low <= -0.02 <= data_loss.high
-    assert accuracy.p_sign_flip == pytest.approx(2 / 32)
+    assert accuracy.p_permutation == pytest.approx(2 / 1024)
 
 
 def test_no_difference_is_never_called_a_difference(comparison):
@@ -118,7 +126,8 @@ def test_a_difference_within_the_margins_is_equivalent(comparison):
 def test_holm_adjusts_over_every_test_of_the_report(comparison):
     tested = [d for diffs in comparison.differences.values() for d in diffs if d.tested]
     assert len(tested) == 6  # custom, l1_l2, none x 2 metrics (identical and single arms aside)
-    assert [d.p_adjusted for d in tested] == pytest.approx(stats.holm([d.p_value for d in tested]))
+    assert [d.p_adjusted for d in tested] == pytest.approx(
+        stats.holm([d.p_verdict for d in tested]))
     assert all(d.p_adjusted >= d.p_value for d in tested)
 
 
@@ -126,7 +135,7 @@ def test_identical_arms_are_named_and_not_tested(comparison):
     accuracy, data_loss = comparison.differences["orthogonal-0.0001"]
     assert accuracy.identical and np.isnan(accuracy.p_value) and np.isnan(data_loss.p_adjusted)
     lines = report.verdict_lines(comparison)
-    assert ("orthogonal-0.0001 is identical to l2-0.0001 on all 5 seeds: at this strength the "
+    assert ("orthogonal-0.0001 is identical to l2-0.0001 on all 10 seeds: at this strength the "
             "regularizer had no effect") in lines
     assert not any("l1_l2" in line and "agrees with" in line for line in lines)  # 2e-4 apart
 
@@ -156,11 +165,11 @@ def test_targets_are_reported_per_arm(store):
     result = summarise(query.fetch_runs("regbench", None), "l2", targets=targets)
     by_arm = {(t.arm, str(t.target)): t for t in result.targets}
     assert (by_arm["none", "val_accuracy >= 0.3"].met, by_arm["none", "val_accuracy >= 0.3"].runs
-            ) == (5, 5)  # the final (last epoch's) value, 1/3
+            ) == (10, 10)  # the final (last epoch's) value, 1/3
     custom = by_arm["custom-0.0001", "test_accuracy < 0.975"]
-    assert (custom.met, custom.runs) == (0, 5)
+    assert (custom.met, custom.runs) == (0, 10)
     assert custom.mean == pytest.approx(np.mean(ARMS["custom-0.0001"][2]))
-    assert "| custom-0.0001 | test_accuracy < 0.975 | 0.9810 | 0 of 5 |" in report.markdown(result)
+    assert "| custom-0.0001 | test_accuracy < 0.975 | 0.9810 | 0 of 10 |" in report.markdown(result)
     for bad in ("accuracy=0.5", "val_acc>=0.5", "val_accuracy>=high"):
         with pytest.raises(ValueError, match="--target"):
             Target.parse(bad)
@@ -221,7 +230,7 @@ def test_runs_read_from_the_sql_tables_equal_what_search_runs_gives(store):
                                     max_results=1000)
     finally:
         client.delete_run(nan_run.info.run_id)
-    assert len(ours) == 27 and list(ours["run_id"]) == list(theirs["run_id"])
+    assert len(ours) == 52 and list(ours["run_id"]) == list(theirs["run_id"])
     pd.testing.assert_frame_equal(ours[sorted(ours.columns)], theirs[sorted(theirs.columns)])
 
 
@@ -235,25 +244,25 @@ def test_one_progress_bar_for_the_whole_read_and_only_when_it_is_slow(store, cap
     monkeypatch.setattr(query, "PROGRESS_DELAY", 0.0)
     artifacts = query.read_artifacts(runs)
     err = capfd.readouterr().err
-    assert err.count("reading 26 runs") >= 1 and "Downloading artifacts" not in err
-    assert err.count("reading") == 1 and "/52 " in err and len(artifacts.curves) == 6  # arms
+    assert err.count("reading 51 runs") >= 1 and "Downloading artifacts" not in err
+    assert err.count("reading") == 1 and "/102 " in err and len(artifacts.curves) == 6  # arms
 
 
 def test_the_report_is_printed_written_and_logged(store, tmp_path, capsys):
     assert compare.main(["--tracking-uri", sqlite_uri(store), "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
-    assert "| custom-0.0001 | 5 | 0 1 2 3 4 |" in printed
+    assert "| custom-0.0001 | 10 | 0 1 2 3 4 5 6 7 8 9 |" in printed
     assert "custom-0.0001 vs l2-0.0001: test accuracy better (+0.0100" in printed
     written = {p.name for p in tmp_path.iterdir()}
     expected = {"comparison.md", "comparison.csv", "compared_run_ids.txt", "learning_curves.png",
                 "test_accuracy_per_seed.png", "reliability.png"}
     assert expected <= written
     csv = pd.read_csv(tmp_path / "comparison.csv")
-    assert csv.set_index("arm").loc["none", "runs"] == 5
+    assert csv.set_index("arm").loc["none", "runs"] == 10
     runs = mlflow.search_runs(experiment_names=[compare.COMPARISONS_EXPERIMENT])
     assert len(runs) == 1
     compared = set(runs.iloc[0]["tags.compared_run_ids"].split(","))
-    assert len(compared) == 26
+    assert len(compared) == 51
     logged = {a.path for a in MlflowClient().list_artifacts(runs.iloc[0].run_id)}
     assert expected <= logged
 
@@ -426,7 +435,7 @@ def test_the_written_report_is_what_the_store_gives(store, tmp_path):
     text = (tmp_path / "comparison.md").read_text()
     assert text.startswith(f"Written by `python -m regbench.compare {' '.join(arguments)}` at "
                            "commit ")
-    assert "from 26 runs trained at commit unknown (26)." in text.splitlines()[0]
+    assert "from 51 runs trained at commit unknown (51)." in text.splitlines()[0]
     summary = {key[0]: cells for key, cells in markdown_rows(text, "arm | runs").items()}
     differences = markdown_rows(text, "arm | metric")
     _, _, l2_accuracy, l2_loss = ARMS["l2-0.0001"]
@@ -443,7 +452,7 @@ def test_the_written_report_is_what_the_store_gives(store, tmp_path):
             cells = differences[(arm, metric)]
             test = scipy_stats.ttest_rel(values, reference)
             low, high = test.confidence_interval(0.95)
-            assert cells[2:4] == ["paired", "5/5"]
+            assert cells[2:4] == ["paired", "10/10"]
             assert float(cells[4]) == pytest.approx(np.mean(values - reference), abs=5e-5)
             assert cells[5] == f"[{low:+.4f}, {high:+.4f}]"
             assert cells[6] == f"{test.pvalue:.3g}"
@@ -480,3 +489,12 @@ def test_an_arm_is_one_config_and_one_run_per_seed(tmp_path):
             "an arm of its own") in result.warnings
     assert any(w.startswith("1 run(s) repeat a seed of their arm; the newest run of each seed "
                             "is compared") for w in result.warnings)
+
+
+def test_every_verdict_names_the_interval_it_was_read_from(comparison):
+    lines = report.verdict_lines(comparison)
+    equivalent = next(line for line in lines if line.startswith("l1_l2-0.0002-0.5"))
+    assert "test accuracy equivalent within ±0.001 (+0.0000, 90% CI [" in equivalent
+    better = next(line for line in lines if line.startswith("custom-0.0001"))
+    assert "test accuracy better (+0.0100, 95% CI [" in better
+    assert "Monte Carlo" not in report.markdown(comparison)  # 10 seeds: exact

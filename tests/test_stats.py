@@ -28,7 +28,7 @@ def test_welch_t_and_its_interval_are_scipys_when_seeds_differ():
                       0.001)
     expected = scipy_stats.ttest_ind(A, R[:5], equal_var=False)
     interval = expected.confidence_interval(0.95)
-    assert not d.paired and np.isnan(d.p_sign_flip)
+    assert not d.paired and d.p_permutation > 0 and d.permutation_exact
     assert (d.p_value, d.low, d.high) == pytest.approx(
         (expected.pvalue, interval.low, interval.high))
 
@@ -40,7 +40,7 @@ def test_the_users_case_one_arm_better_on_every_seed():
     arm = reference + np.array([0.0002, 0.0015, 0.0008, 0.0011, 0.0005, 0.0013])
     d = stats.compare("test_accuracy", by_seed(arm), by_seed(reference), True, 0.001)
     assert d.p_value == pytest.approx(scipy_stats.ttest_rel(arm, reference).pvalue)
-    assert d.p_value < 0.01 and d.p_sign_flip == pytest.approx(2 / 64)
+    assert d.p_value < 0.01 and d.p_permutation == pytest.approx(2 / 64)
 
 
 def test_five_differences_of_one_sign_give_an_exact_sign_flip_p_of_2_in_32():
@@ -62,7 +62,8 @@ def test_tost_inside_and_outside_the_margin():
     noise = rng.normal(0.0, 0.0001, 8)
     inside = reference + noise - noise.mean()  # no difference, measured precisely
     outside = reference + 0.003 + rng.normal(0.0, 0.0001, 8)
-    assert stats.tost_p(inside, reference, True, margin=0.001) < 0.001
+    # the t-tests alone give about 1e-9: the sign-flip floor with 8 seeds, 1/2^8, is the p
+    assert stats.tost_p(inside, reference, True, margin=0.001) == pytest.approx(1 / 2**8)
     assert stats.tost_p(outside, reference, True, margin=0.001) > 0.5
     unpaired = stats.tost_p(rng.normal(0.97, 0.0002, 8), rng.normal(0.97, 0.0002, 8), False,
                             margin=0.001)
@@ -149,3 +150,67 @@ def test_the_mean_interval_is_the_one_sample_t_interval():
     expected = scipy_stats.t.interval(0.95, 3, loc=values.mean(), scale=scipy_stats.sem(values))
     assert stats.mean_interval(values) == pytest.approx(expected)
     assert all(np.isnan(stats.mean_interval(np.array([0.9]))))
+
+
+# The defects a reviewer found in how the formulas were used: each test fails on the old rules.
+
+def test_a_seed_missing_from_one_arm_keeps_the_pairing_on_the_others():
+    rng = np.random.default_rng(4)
+    reference = rng.normal(0.97, 0.004, 6)
+    arm = reference + 0.002 + rng.normal(0, 0.0003, 6)
+    one_lost = {seed: value for seed, value in by_seed(arm).items() if seed != 5}
+    d = stats.compare("test_accuracy", one_lost, by_seed(reference), True, 0.001)
+    assert d.paired and (d.n_arm, d.n_reference, d.left_out) == (5, 5, 1)
+    assert d.p_value == pytest.approx(scipy_stats.ttest_rel(arm[:5], reference[:5]).pvalue)
+
+
+def test_zero_spread_never_gives_p_zero_nor_a_verdict_the_sign_flips_do_not_allow():
+    reference = np.array([0.9700, 0.9650])
+    arm = reference + 0.001  # the same difference on both seeds: t is infinite
+    d = stats.adjust([stats.compare("test_accuracy", by_seed(arm), by_seed(reference), True,
+                                    0.0001)])[0]
+    assert d.p_verdict == pytest.approx(0.5) and d.p_adjusted == pytest.approx(0.5)
+    assert d.verdict == stats.INCONCLUSIVE
+    tost = stats.tost_p(reference + 1e-5, reference, True, margin=0.001)
+    assert tost == pytest.approx(0.25)  # one-sided sign-flip floor with 2 seeds, 1/2^2
+
+
+def test_round_off_is_identical_by_one_rule():
+    reference = np.array([0.05709382, 0.05099969, 0.05794143])
+    arm = np.array([0.05709390, 0.05099970, 0.05794166])  # float32 round-off apart
+    d = stats.adjust([stats.compare("test_data_loss", by_seed(arm), by_seed(reference), False,
+                                    0.005)])[0]
+    assert d.identical and d.verdict == stats.EQUIVALENT and np.isnan(d.p_adjusted)
+    assert not stats.agree_to_round_off(reference * 1.001, reference)
+
+
+def test_nan_is_refused_or_dropped_with_a_count_never_ranked():
+    with pytest.raises(ValueError, match="NaN"):
+        stats.sign_flip_p(np.array([0.1, np.nan, 0.2]))
+    with pytest.raises(ValueError, match="NaN"):
+        stats.probability_of_improvement(np.array([np.nan, 0.9]), np.array([0.8, 0.7]), True)
+    arm = by_seed(A) | {6: float("nan")}
+    d = stats.compare("test_accuracy", arm, by_seed(R), True, 0.001)
+    assert d.nan_dropped == 1 and d.n_arm == 6 and not np.isnan(d.p_value)
+
+
+def test_seeds_needed_are_counted_at_the_alpha_the_verdicts_use():
+    rng = np.random.default_rng(1)
+    reference = rng.normal(0.97, 0.004, 4)
+    arm = reference + rng.normal(0.0, 0.002, 4)
+    alone = stats.compare("test_accuracy", by_seed(arm), by_seed(reference), True, 0.001)
+    in_family = stats.compare("test_accuracy", by_seed(arm), by_seed(reference), True, 0.001,
+                              family=4)
+    assert in_family.seeds_needed > alone.seeds_needed and in_family.family == 4
+    n, sd = in_family.seeds_needed, np.std(arm - reference, ddof=1)
+    critical = scipy_stats.t.ppf(1 - 0.05 / 4 / 2, n - 1)
+    assert scipy_stats.nct.sf(critical, n - 1, 0.001 / (sd / np.sqrt(n))) >= 0.8
+
+
+def test_the_permutation_p_says_when_it_is_a_monte_carlo_estimate():
+    rng = np.random.default_rng(5)
+    small = stats.compare("m", by_seed(rng.normal(size=16)), by_seed(rng.normal(size=16)),
+                          True, 1)
+    large = stats.compare("m", by_seed(rng.normal(size=17)), by_seed(rng.normal(size=17)),
+                          True, 1)
+    assert small.permutation_exact and not large.permutation_exact

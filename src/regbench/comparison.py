@@ -25,7 +25,6 @@ SUMMARY_METRICS = (record.TEST_ACCURACY, record.TEST_DATA_LOSS, record.TEST_TOTA
                    record.EPOCHS_TRAINED)
 TESTED = {record.TEST_ACCURACY: True, record.TEST_DATA_LOSS: False}  # higher is better?
 DEFAULT_MARGINS = {record.TEST_ACCURACY: 0.001, record.TEST_DATA_LOSS: 0.005}
-ROUND_OFF = 1e-5  # relative difference below which two float32 results are the same
 
 
 @dataclass(frozen=True)
@@ -123,19 +122,19 @@ def resolve_reference(reference: str | None, arms: list[str]) -> str:
 
 
 def _round_off_gap(a: dict, o: dict) -> float | None:
-    """The largest |a_s - o_s| when both have the same n >= 2 seeds and every gap is within
-    ROUND_OFF of the values; else None."""
+    """The largest |a_s - o_s| when both have the same n >= 2 seeds and agree on each to
+    round-off (``stats.agree_to_round_off``, the rule stats.compare uses too); else None."""
     if not stats.is_paired(a, o):
         return None
-    if any(abs(a[s] - o[s]) > ROUND_OFF * max(abs(a[s]), abs(o[s])) for s in a):
-        return None
-    return max(abs(a[s] - o[s]) for s in a)
+    seeds = sorted(a)
+    x, y = np.array([a[s] for s in seeds]), np.array([o[s] for s in seeds])
+    return float(np.max(np.abs(x - y))) if stats.agree_to_round_off(x, y) else None
 
 
 def identical_pairs(groups: dict[str, pd.DataFrame]) -> list[Identical]:
     """Each pair of arms whose TESTED metrics agree on every seed, exactly or to within
-    ROUND_OFF (relative): the arm's regularizer changed nothing float32 arithmetic can tell
-    apart. ``other`` is the unregularized ``none`` when it is one of the two, else the earlier
+    ``stats.ROUND_OFF`` (relative): the arm's regularizer changed nothing float32 arithmetic can
+    tell apart. ``other`` is the unregularized ``none`` when it is one of the two, else the earlier
     of the two in ``groups``' order."""
     pairs = []
     arms = list(groups)
@@ -201,8 +200,10 @@ def summarise(recorded: RecordedRuns, reference: str | None,
     order = [reference_arm, *[a for a in arms if a != reference_arm]]
     groups = {arm: runs[runs["arm"] == arm] for arm in order}
     summary = pd.DataFrame([_summary_row(arm, group) for arm, group in groups.items()])
+    family = (len(order) - 1) * len(TESTED)
     raw = [(arm, stats.compare(metric, by_seed(groups[arm], metric),
-                               by_seed(groups[reference_arm], metric), higher, margins[metric]))
+                               by_seed(groups[reference_arm], metric), higher, margins[metric],
+                               family))
            for arm in order[1:] for metric, higher in TESTED.items()]
     adjusted = stats.adjust([difference for _, difference in raw])
     differences: dict[str, list[stats.Difference]] = {arm: [] for arm in order[1:]}

@@ -27,10 +27,12 @@ HEADERS = {
 }
 REPORT_FILES = ("comparison.md", "comparison.csv", "compared_run_ids.txt")
 PLOT_FILES = ("learning_curves.png", "test_accuracy_per_seed.png", "reliability.png")
-DIFFERENCE_FIELDS = ("paired", "identical", "estimate", "low", "high", "p_value", "p_sign_flip",
-                     "p_adjusted", "p_tost", "p_tost_adjusted", "margin", "bootstrap_low",
-                     "bootstrap_high", "prob_improvement", "prob_improvement_low",
-                     "prob_improvement_high", "seeds_needed", "verdict")
+DIFFERENCE_FIELDS = ("paired", "identical", "left_out", "nan_dropped", "estimate", "low", "high",
+                     "p_value", "p_permutation", "permutation_exact", "p_verdict", "p_adjusted",
+                     "p_tost", "tost_low", "tost_high", "p_tost_adjusted", "margin",
+                     "bootstrap_low", "bootstrap_high", "prob_improvement",
+                     "prob_improvement_low", "prob_improvement_high", "seeds_needed", "family",
+                     "verdict")
 
 
 def provenance(command: str, commit: str, runs: pd.DataFrame) -> str:
@@ -71,21 +73,33 @@ def summary_table(comparison: Comparison) -> list[str]:
     return lines
 
 
+def _pairing(d: stats.Difference) -> str:
+    if d.verdict == stats.CANNOT_JUDGE:
+        return "–"
+    kind = "identical" if d.identical else "paired" if d.paired else "unpaired"
+    dropped = [f"{d.left_out} seed(s) of one arm left out"] if d.left_out else []
+    dropped += [f"{d.nan_dropped} NaN dropped"] if d.nan_dropped else []
+    return f"{kind} ({', '.join(dropped)})" if dropped else kind
+
+
+def _permutation(d: stats.Difference) -> str:
+    return _p(d.p_permutation) + ("" if d.permutation_exact or np.isnan(d.p_permutation)
+                                  else " (Monte Carlo)")
+
+
 def differences_table(comparison: Comparison) -> list[str]:
-    header = ["arm", "metric", "pairing", "n", "difference", "95% CI", "p", "p sign-flip",
-              "p Holm", "TOST p Holm (margin)", "P(improvement) [95% CI]", "BCa 95% CI (n>=10)",
-              "verdict"]
+    header = ["arm", "metric", "pairing", "n", "difference", "95% CI", "p t-test",
+              "p permutation", "p Holm", "TOST p Holm (margin)", "P(improvement) [95% CI]",
+              "BCa 95% CI (n>=10)", "verdict"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for arm, diffs in comparison.differences.items():
         for d in diffs:
-            pairing = ("–" if d.verdict == stats.CANNOT_JUDGE else "identical" if d.identical
-                       else "paired" if d.paired else "unpaired")
             improvement = ("–" if np.isnan(d.prob_improvement) else
                            f"{d.prob_improvement:.2f} [{d.prob_improvement_low:.2f}, "
                            f"{d.prob_improvement_high:.2f}]")
-            cells = [arm, HEADERS[d.metric], pairing, f"{d.n_arm}/{d.n_reference}",
+            cells = [arm, HEADERS[d.metric], _pairing(d), f"{d.n_arm}/{d.n_reference}",
                      f"{d.estimate:+.4f}", _interval(d.low, d.high), _p(d.p_value),
-                     _p(d.p_sign_flip), _p(d.p_adjusted),
+                     _permutation(d), _p(d.p_adjusted),
                      f"{_p(d.p_tost_adjusted)} (±{d.margin:g})", improvement,
                      _interval(d.bootstrap_low, d.bootstrap_high), d.verdict]
             lines.append("| " + " | ".join(cells) + " |")
@@ -93,20 +107,23 @@ def differences_table(comparison: Comparison) -> list[str]:
 
 
 def verdict_sentence(d: stats.Difference) -> str:
-    """One metric's verdict in words, with the numbers it rests on."""
+    """One metric's verdict in words, with the interval it was read from."""
     name = HEADERS[d.metric]
     if d.verdict == stats.CANNOT_JUDGE:
         return (f"{name} cannot be judged (needs at least 2 runs per arm; difference "
                 f"{d.estimate:+.4f})")
     if d.identical:
-        return f"{name} identical on every seed"
-    numbers = f"{d.estimate:+.4f} {_interval(d.low, d.high)}, p Holm {_p(d.p_adjusted)}"
+        return f"{name} identical on every seed (to float32 round-off)"
+    numbers = f"{d.estimate:+.4f}, 95% CI {_interval(d.low, d.high)}, p Holm {_p(d.p_adjusted)}"
     if d.verdict == stats.EQUIVALENT:
-        return (f"{name} equivalent within ±{d.margin:g} ({numbers}, "
-                f"TOST p Holm {_p(d.p_tost_adjusted)})")
+        return (f"{name} equivalent within ±{d.margin:g} ({d.estimate:+.4f}, 90% CI "
+                f"{_interval(d.tost_low, d.tost_high)} inside the margin, TOST p Holm "
+                f"{_p(d.p_tost_adjusted)})")
     if d.verdict == stats.INCONCLUSIVE:
+        alpha = (1 - stats.CONFIDENCE) / d.family
         needed = (f"about {d.seeds_needed} seeds per arm would detect a difference of "
-                  f"±{d.margin:g} with 80% power" if d.seeds_needed else
+                  f"±{d.margin:g} with 80% power at alpha {alpha:.3g} (0.05 over the "
+                  f"{d.family} tests)" if d.seeds_needed else
                   "no seed count in reach would settle it at this spread")
         return f"{name} inconclusive ({numbers}): {needed}"
     return f"{name} {d.verdict} ({numbers})"
@@ -143,11 +160,13 @@ def markdown(comparison: Comparison, artifacts: RunArtifacts | None = None,
     """The whole report as Markdown, after ``header``; ``artifacts`` adds its warnings."""
     tests = sum(d.tested for diffs in comparison.differences.values() for d in diffs)
     lines = [*([header] if header else []), *summary_table(comparison), "",
-             f"Differences against the reference arm **{comparison.reference}** (arm minus "
-             "reference over seeds: paired by seed when both arms have the same seeds, with the "
-             "t-interval of the differences, the paired t-test and the exact sign-flip p; "
-             "otherwise Welch's test and interval. p Holm: adjusted over the "
-             f"{tests} tests of this report. Equivalence: TOST within ±margin):", "",
+             f"Differences against the reference arm **{comparison.reference}** (a "
+             "fixed-sample analysis of the runs there are: arm minus reference over the seeds "
+             "both arms have, with the t-interval of the differences, the paired t-test and the "
+             "sign-flip permutation p; with fewer than 2 shared seeds, Welch's test and "
+             "interval and a permutation of the arm labels. p Holm: the larger of the t-test's "
+             f"and the permutation test's p, adjusted over the {tests} tests of this report. "
+             "Equivalence: TOST within ±margin, the 90% CI inside it):", "",
              *differences_table(comparison), ""]
     lines += [f"- {line}" for line in verdict_lines(comparison)]
     lines += ["", *targets_table(comparison)] if comparison.targets else []
