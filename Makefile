@@ -1,7 +1,7 @@
 # regbench: every target that needs the environment provides it first; MNIST is fetched by
 # the first run that uses it (make data fetches it ahead).
 # Any key=value on the make line is a Hydra override: `make train regularizer=custom seed=3`.
-# Make-only variables (not passed to Hydra): ARGS (extra arguments), PY, seeds, quick, port,
+# Make-only variables (not passed to Hydra): ARGS (extra arguments), PY, max_seeds, quick, port,
 # pg_port, run, image, preset, rule.
 
 PY ?= python3.11
@@ -9,10 +9,9 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MNIST := data/mnist.npz
-MAKE_ONLY := ARGS PY seeds quick port pg_port run image preset rule
+MAKE_ONLY := ARGS PY max_seeds quick port pg_port run image preset rule
 HYDRA_OVERRIDES := $(filter-out $(addsuffix =%,$(MAKE_ONLY)),$(MAKEOVERRIDES))
 ARGS ?=
-seeds ?= 5
 preset ?= path_mnist_small
 rule ?= best
 port ?= 5000
@@ -62,10 +61,9 @@ sweep: $(STAMP) ## a multirun grid, e.g. make sweep regularizer=l2,custom seed=0
 compare: $(STAMP) ## the comparison table of the recorded runs (options: ARGS="--help")
 	$(PYTHON) -m regbench.compare $(ARGS)
 
-study: $(STAMP) ## regularizer none,l2,custom x $(seeds) seeds on MNIST, then compare
-	$(PYTHON) -m regbench.train -m experiment=l2_vs_custom 'seed=range(0,$(seeds))' \
-		mlflow.experiment_name=$(STUDY_EXPERIMENT) $(HYDRA_OVERRIDES)
-	$(PYTHON) -m regbench.compare --experiment $(STUDY_EXPERIMENT) $(ARGS)
+study: $(STAMP) ## the notebook's question: none, l2, custom on MNIST, seeds added in rounds until decided (max_seeds=N)
+	$(PYTHON) -m regbench.study l2_vs_custom --experiment $(STUDY_EXPERIMENT) --reference l2 \
+		$(if $(max_seeds),--max-seeds $(call quote,$(max_seeds))) $(HYDRA_OVERRIDES) $(ARGS)
 
 exercise: $(STAMP) ## the L1/L2 exercise: l1_l2 at 1e-3 each, L1 alone and L2 alone at 1e-3, its targets
 	$(PYTHON) -m regbench.train -m experiment=l1_l2_exercise \
@@ -79,9 +77,9 @@ path: $(STAMP) ## strength path preset=path_mnist_small|path_fashion_small|path_
 	$(PYTHON) -m regbench.path run $(call quote,$(preset)) $(HYDRA_OVERRIDES)
 	$(PYTHON) -m regbench.path report $(call quote,$(preset)) $(ARGS)
 
-tuned: $(STAMP) ## each regularizer at its path-selected strength (rule=best|1se) on seeds 100-104, compared
+tuned: $(STAMP) ## each regularizer at its path-selected strength (rule=best|1se) against none on fresh seeds from 100, in rounds until decided
 	$(PYTHON) -m regbench.path tuned $(call quote,$(preset)) --rule $(call quote,$(rule)) \
-		$(HYDRA_OVERRIDES) $(ARGS)
+		$(if $(max_seeds),--max-seeds $(call quote,$(max_seeds))) $(HYDRA_OVERRIDES) $(ARGS)
 
 bench: $(STAMP) ## the benchmark, written to bench/RESULTS.md (quick=1: synthetic, ~2 min)
 	$(PYTHON) bench/run.py $(if $(quick),--quick) $(ARGS)

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -114,3 +115,33 @@ def wait_for_training_runs(store: Path, count: int, timeout: float = 180) -> Non
         if rows and rows[0] >= count:
             return
     raise AssertionError("the jobs did not start in time")
+
+
+def record_run(experiment_id, arm, params, seed, accuracy, data_loss, with_reliability=True):
+    """A FINISHED run as regbench.train records one, with the test metrics given: tags (arm),
+    params (``regularizer.<key>``, seed), final metrics, 3 epochs of curves, reliability bins."""
+    from mlflow.tracking import MlflowClient
+
+    from regbench import record
+    from regbench.metrics import reliability_bins
+
+    client = MlflowClient()
+    run = client.create_run(experiment_id, tags={"mlflow.runName": f"{arm}-{seed}",
+                                                 record.TAG_ARM: arm})
+    for key, value in params.items():
+        client.log_param(run.info.run_id, f"regularizer.{key}", value)
+    client.log_param(run.info.run_id, "seed", seed)
+    finals = {"test_accuracy": accuracy, "test_data_loss": data_loss,
+              "test_total_loss": data_loss + 0.05, "test_ece": 0.01, "test_brier": 0.04,
+              "epochs_trained": 3}
+    for key, value in finals.items():
+        client.log_metric(run.info.run_id, key, float(value))
+    for epoch in range(3):
+        for key in record.CURVE_METRICS:
+            client.log_metric(run.info.run_id, key, 1.0 / (epoch + 1), step=epoch)
+    if with_reliability:
+        probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])
+        bins = reliability_bins(probs, np.array([0, 1, 1]))
+        client.log_dict(run.info.run_id, bins.to_dict(), "reliability.json")
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id

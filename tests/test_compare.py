@@ -8,10 +8,9 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import run_module, sqlite_uri
+from helpers import record_run, run_module, sqlite_uri
 from regbench import compare, query, record, report, stats
 from regbench.comparison import Target, summarise
-from regbench.metrics import reliability_bins
 
 SEEDS = list(range(10))  # enough for the permutation test's floor (2/2^10) under Holm over 6
 L2_ACC = np.array([0.970, 0.972, 0.969, 0.971, 0.973, 0.968, 0.974, 0.970, 0.972, 0.971])
@@ -41,29 +40,6 @@ ARMS = {  # arm -> (regularizer params, seeds, test accuracy, test data loss)
     # a single run
     "l1-0.001": ({"name": "l1", "weight": "0.001"}, [0], np.array([0.95]), np.array([0.2])),
 }
-
-
-def record_run(experiment_id, arm, params, seed, accuracy, data_loss, with_reliability=True):
-    client = MlflowClient()
-    run = client.create_run(experiment_id, tags={"mlflow.runName": f"{arm}-{seed}",
-                                                 record.TAG_ARM: arm})
-    for key, value in params.items():
-        client.log_param(run.info.run_id, f"regularizer.{key}", value)
-    client.log_param(run.info.run_id, "seed", seed)
-    finals = {"test_accuracy": accuracy, "test_data_loss": data_loss,
-              "test_total_loss": data_loss + 0.05, "test_ece": 0.01, "test_brier": 0.04,
-              "epochs_trained": 3}
-    for key, value in finals.items():
-        client.log_metric(run.info.run_id, key, float(value))
-    for epoch in range(3):
-        for key in record.CURVE_METRICS:
-            client.log_metric(run.info.run_id, key, 1.0 / (epoch + 1), step=epoch)
-    if with_reliability:
-        probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])
-        bins = reliability_bins(probs, np.array([0, 1, 1]))
-        client.log_dict(run.info.run_id, bins.to_dict(), "reliability.json")
-    client.set_terminated(run.info.run_id)
-    return run.info.run_id
 
 
 @pytest.fixture(scope="module")

@@ -187,12 +187,12 @@ def test_make_variables_reach_the_shell_quoted():
 
 def test_make_passes_command_line_overrides_to_hydra():
     result = subprocess.run(
-        ["make", "-n", "train", "regularizer=custom", "trainer.epochs=3", "seeds=4"],
+        ["make", "-n", "train", "regularizer=custom", "trainer.epochs=3", "max_seeds=4"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
     command = [line for line in result.stdout.splitlines() if "regbench.train" in line]
     assert len(command) == 1
     assert "regularizer=custom" in command[0] and "trainer.epochs=3" in command[0]
-    assert "seeds=4" not in command[0]
+    assert "max_seeds=4" not in command[0]
 
 
 def _yaml_keys(group: str) -> set[str]:

@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from helpers import QUIET_TENSORFLOW, sqlite_uri, wait_for_training_runs
-from regbench import compare, path, query, record
+from regbench import cli, compare, path, query, record
 
 
 def point(strength, val, loss=0.1):
@@ -61,7 +61,7 @@ def test_a_tiny_path_its_report_and_the_tuned_comparison(tmp_path, capsys):
              f"hydra.sweep.dir={tmp_path / 'multirun'}")
     grids = {"l2": (1e-4, 1e-3, 1e-2), "custom_columns": (1e-2, 1.0, 100.0)}
     commands = path.train_commands("path_mnist_small", grids, (0, 1), "tiny", extra)
-    assert len(commands) == 3 and path.run_all(commands) == 0
+    assert len(commands) == 3 and cli.run_commands(commands) == 0
     mlflow.set_tracking_uri(uri)
     assert path.main(["report", "tiny", "--tracking-uri", uri, "--out",
                       str(tmp_path / "report")]) == 0
@@ -73,7 +73,7 @@ def test_a_tiny_path_its_report_and_the_tuned_comparison(tmp_path, capsys):
     assert "| custom_columns | 100 | 2 |" in text and "| none | 0 | 2 |" in text
     tuned = {s.regularizer: (s.chosen("1se").strength,) for s in selections}
     extra = (*extra[:-1], f"hydra.sweep.dir={tmp_path / 'tuned'}")
-    assert path.run_all(path.train_commands("path_mnist_small", tuned, (100, 101), "tiny-tuned",
+    assert cli.run_commands(path.train_commands("path_mnist_small", tuned, (100, 101), "tiny-tuned",
                                             extra)) == 0
     assert compare.main(["--experiment", "tiny-tuned", "--reference", "none", "--tracking-uri",
                          uri, "--out", str(tmp_path / "tuned"), "--no-log"]) == 0

@@ -34,7 +34,7 @@ def backing(section: str, text: str) -> list[str]:
     return [RESULTS] if section == "Performance" else linked_files(text)
 
 
-MEASURED = ("What the studies show", "Performance")
+MEASURED = ("What the studies show", "Performance", "Decided verdicts: the sequential design")
 
 
 @pytest.mark.parametrize("section", MEASURED)

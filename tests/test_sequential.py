@@ -109,3 +109,10 @@ def test_the_naive_rule_exceeds_five_percent():
 def test_the_published_simulation_is_what_the_code_gives():
     published = (PROJECT_ROOT / "reports" / "sequential-design" / "simulation.md").read_text()
     assert published == simulation.table()
+
+
+def test_the_docs_quote_the_published_simulation():
+    published = (PROJECT_ROOT / "reports" / "sequential-design" / "simulation.md").read_text()
+    table = published.split("\n\n", 1)[1]
+    assert published in (PROJECT_ROOT / "docs" / "architecture.md").read_text()
+    assert table in (PROJECT_ROOT / "README.md").read_text()

@@ -7,6 +7,7 @@ import gc
 import os
 import shlex
 import signal
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -131,6 +132,26 @@ def signals_as_interrupt() -> Iterator[None]:
         if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+
+def run_commands(commands: list[list[str]]) -> int:
+    """Run the commands one after another; the worst exit code. A Ctrl-C or SIGTERM stops at
+    once: the running command is sent SIGINT, as a terminal's Ctrl-C would (a multirun then
+    closes its runs KILLED), and is waited for; EXIT_INTERRUPTED."""
+    worst = 0
+    with signals_as_interrupt():  # after the first signal, both are ignored here
+        for command in commands:
+            process = subprocess.Popen(command)
+            try:
+                code = process.wait()
+            except KeyboardInterrupt:
+                process.send_signal(signal.SIGINT)
+                process.wait()
+                return EXIT_INTERRUPTED
+            if code == EXIT_INTERRUPTED:
+                return code
+            worst = max(worst, code)
+    return worst
 
 
 def import_tensorflow_quietly() -> None:

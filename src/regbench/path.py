@@ -16,8 +16,6 @@ no part in the selection, into ``PRESET-tuned``, and compares them with ``none``
 from __future__ import annotations
 
 import argparse
-import signal
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +31,8 @@ with cli.collector_paused():
     import pandas as pd
     from scipy import stats as scipy_stats
 
-    from regbench import compare, query, store
+    from regbench import compare, query, sequential, store
+    from regbench import study as rounds
     from regbench.report import provenance
     from regbench.stats import mean_interval
     from regbench.tracking import git_commit
@@ -48,7 +47,7 @@ GRIDS = {  # regularizer option -> regularizer.weight values; each reaches a gra
 }
 SELECTION_SEEDS = (0, 1, 2)
 SELECTED_ON = "val_accuracy"  # the curve whose best epoch a strength is chosen on
-TUNED_SEEDS = (100, 101, 102, 103, 104)
+TUNED_SEED_START = 100  # the tuned comparison's fresh seeds: 100, 101, ... in rounds
 RULES = ("best", "1se")
 CONTROL = "none"
 PRESET_PREFIX = "path_"  # the experiment presets a path trains: conf/experiment/path_*.yaml
@@ -63,26 +62,6 @@ def train_commands(preset: str, grids: dict[str, tuple[float, ...]], seeds: tupl
                  f"regularizer.weight={','.join(f'{w:g}' for w in grid)}"]
                 for option, grid in grids.items()]
     return [*commands, [*base, f"regularizer={CONTROL}"]]
-
-
-def run_all(commands: list[list[str]]) -> int:
-    """Run the commands one after another; the worst exit code. A Ctrl-C or SIGTERM stops at
-    once: the running command is sent SIGINT, as a terminal's Ctrl-C would (a multirun then
-    closes its runs KILLED), and is waited for; EXIT_INTERRUPTED."""
-    worst = 0
-    with cli.signals_as_interrupt():  # after the first signal, both are ignored here
-        for command in commands:
-            process = subprocess.Popen(command)
-            try:
-                code = process.wait()
-            except KeyboardInterrupt:
-                process.send_signal(signal.SIGINT)
-                process.wait()
-                return cli.EXIT_INTERRUPTED
-            if code == cli.EXIT_INTERRUPTED:
-                return code
-            worst = max(worst, code)
-    return worst
 
 
 @dataclass(frozen=True)
@@ -174,9 +153,10 @@ def markdown(points: dict[str, list[PathPoint]], selections: list[Selection]) ->
 
 def selection_markdown(selections: list[Selection], rule: str) -> str:
     """What the tuned comparison trains: per regularizer the strength ``rule`` chose and the
-    seeds it was chosen on (the tuned runs use TUNED_SEEDS, which took no part)."""
-    lines = [f"Strengths chosen by the {rule} rule on validation, trained again on seeds "
-             f"{' '.join(map(str, TUNED_SEEDS))}:", "",
+    seeds it was chosen on (the tuned runs use fresh seeds from TUNED_SEED_START, which took
+    no part)."""
+    lines = [f"Strengths chosen by the {rule} rule on validation, trained again on fresh seeds "
+             f"from {TUNED_SEED_START} in rounds until decided (sequential.md):", "",
              "| regularizer | strength | chosen on seeds | mean val accuracy there |",
              "|---|---|---|---|"]
     for s in selections:
@@ -227,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("preset", help="an experiment preset, e.g. path_mnist_small; also the "
                         "name of the MLflow experiment")
     parser.add_argument("--rule", choices=RULES, default="best", help="selection for tuned")
+    parser.add_argument("--max-seeds", type=int, default=sequential.MAX_SEEDS,
+                        help="tuned: the budget of fresh seeds per arm")
     parser.add_argument("--tracking-uri", default=None)
     parser.add_argument("--out", type=Path, default=None,
                         help="default: reports/<preset> (report), reports/<preset>-tuned (tuned)")
@@ -240,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     extra = (*args.overrides,
              *([f"mlflow.tracking_uri={args.tracking_uri}"] if args.tracking_uri else []))
     if args.step == "run":
-        return run_all(train_commands(args.preset, GRIDS, SELECTION_SEEDS, args.preset, extra))
+        return cli.run_commands(train_commands(args.preset, GRIDS, SELECTION_SEEDS,
+                                               args.preset, extra))
 
     try:
         store.connect(args.tracking_uri, create=False)
@@ -257,17 +240,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     tuned = f"{args.preset}-tuned"
     grids = {s.regularizer: (s.chosen(args.rule).strength,) for s in study.selections}
-    code = run_all(train_commands(args.preset, grids, TUNED_SEEDS, tuned, extra))
-    if code == cli.EXIT_INTERRUPTED:
-        return code
     out = args.out or REPORTS_DIR / tuned
     out.mkdir(parents=True, exist_ok=True)
     chosen = selection_markdown(study.selections, args.rule)
     (out / "selection.md").write_text(header + chosen)
     print(chosen)
-    return compare.main(["--experiment", tuned, "--reference", CONTROL,  # out: its default
-                         *(["--out", str(args.out)] if args.out else []),
-                         *(["--tracking-uri", args.tracking_uri] if args.tracking_uri else [])])
+    return rounds.grow(
+        lambda seeds: train_commands(args.preset, grids, tuple(seeds), tuned, extra), tuned,
+        CONTROL, sequential.Schedule(max_seeds=args.max_seeds), TUNED_SEED_START, out,
+        cli.command_line(__spec__.name, argv), args.tracking_uri)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,190 @@
+"""``python -m regbench.study PRESET`` (``make study``; ``make tuned`` uses ``grow``): arms
+compared on fresh seeds, grown in rounds until every comparison is decided.
+
+Each round trains every arm on the seeds of the next look of the schedule
+(``sequential.Schedule``: seeds ``start .. start + n - 1``) as multiruns of regbench.train into
+one experiment; finished runs are skipped, so seeds trained before (an earlier study, an
+interrupted one) count as the first rounds, and Ctrl-C between or within rounds loses no
+finished run. After each round every comparison (each arm against the reference, on each of
+``comparison.TESTED``) is looked at with ``sequential.decide``, one line per look says what is
+decided and what goes on, and the study stops when all are decided or at the budget. Looks are
+recomputed from the store each time, in order (a comparison keeps the first decision it
+reaches), so running the command again resumes where it stopped.
+
+It writes ``reports/<experiment>/sequential.md`` (per comparison: the looks, the seeds, why it
+stopped and the confidence sequence it stopped with) beside the fixed-sample comparison of the
+same runs (``compare``: means, curves, plots).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from regbench import cli
+
+if __name__ == "__main__":
+    cli.interrupts_in_one_line()
+with cli.collector_paused():
+    import pandas as pd
+
+    from regbench import compare, query, report, sequential, stats, store
+    from regbench.comparison import DEFAULT_MARGINS, TESTED, by_seed, resolve_reference
+    from regbench.locations import REPORTS_DIR
+    from regbench.tracking import git_commit
+
+SEQUENTIAL_REPORT = "sequential.md"
+
+
+@dataclass
+class Comparison:
+    """One arm against the reference on one metric, over the looks taken so far."""
+
+    arm: str
+    metric: str
+    looks: list[sequential.Look] = field(default_factory=list)
+
+    @property
+    def final(self) -> sequential.Look:
+        """The first deciding look, else the latest."""
+        return next((look for look in self.looks if look.decided), self.looks[-1])
+
+    @property
+    def decided(self) -> bool:
+        return bool(self.looks) and self.final.decided
+
+
+def look_at(runs: pd.DataFrame, reference: str, seeds: range, margins: dict[str, float],
+            comparisons: dict[tuple[str, str], Comparison]) -> None:
+    """One look: every arm against ``reference`` on the runs of ``seeds``, appended to
+    ``comparisons`` unless the comparison was decided at an earlier look."""
+    runs = runs[runs["seed"].isin(list(seeds))]
+    arms = sorted(runs["arm"].unique())
+    reference = resolve_reference(reference, arms)
+    family = (len(arms) - 1) * len(TESTED)
+    control = runs[runs["arm"] == reference]
+    for arm in arms:
+        if arm == reference:
+            continue
+        group = runs[runs["arm"] == arm]
+        for metric, higher in TESTED.items():
+            entry = comparisons.setdefault((arm, metric), Comparison(arm, metric))
+            if not entry.decided:
+                entry.looks.append(sequential.decide(metric, by_seed(group, metric),
+                                                     by_seed(control, metric), higher,
+                                                     margins[metric], max(family, 1)))
+
+
+def look_line(number: int, seeds: int, comparisons: list[Comparison], last: bool) -> str:
+    """What a look decided and what goes on, in one line."""
+    decided = sum(c.decided for c in comparisons)
+    parts = [f"{c.arm} {report.HEADERS[c.metric]} {c.final.decision} "
+             f"[{c.final.low:+.4f}, {c.final.high:+.4f}]" for c in comparisons]
+    going = ("all decided: the study stops" if decided == len(comparisons) else
+             "budget reached: the study stops" if last else "going on")
+    return (f"look {number} at {seeds} seeds per arm: {decided} of {len(comparisons)} "
+            f"decided; {'; '.join(parts)}; {going}")
+
+
+def markdown(comparisons: list[Comparison], schedule: sequential.Schedule, start: int,
+             header: str) -> str:
+    lines = [header.rstrip("\n"), "",
+             f"Sequential design: {sequential.METHOD}, at 95% over the study's "
+             f"{len(comparisons)} comparisons; looks at {', '.join(map(str, schedule.looks()))} "
+             f"seeds per arm (seeds {start} onwards), stopping when every comparison is decided "
+             "or at the budget. Each interval below is the confidence sequence where its "
+             "comparison stopped, valid however the stop was chosen. comparison.md beside this "
+             "file is the fixed-sample analysis of the same runs (means, curves, plots); its "
+             "p-values do not account for the looks, these verdicts do.", "",
+             "| arm | metric | looks | seeds | difference | confidence sequence | verdict | why "
+             "it stopped |", "|---|---|---|---|---|---|---|---|"]
+    for c in comparisons:
+        final = c.final
+        verdict = (stats.INCONCLUSIVE if not final.decided else
+                   f"{stats.EQUIVALENT} (identical)" if final.decision == sequential.IDENTICAL
+                   else final.decision)
+        why = "decided" if final.decided else sequential.BUDGET
+        lines.append(f"| {c.arm} | {report.HEADERS[c.metric]} | "
+                     f"{', '.join(str(look.seeds) for look in c.looks[:c.looks.index(final) + 1])}"
+                     f" | {final.seeds} | {final.estimate:+.4f} | "
+                     f"[{final.low:+.4f}, {final.high:+.4f}] | {verdict} | {why} |")
+    return "\n".join(lines) + "\n"
+
+
+def grow(commands: Callable[[range], list[list[str]]], experiment: str, reference: str,
+         schedule: sequential.Schedule, start: int, out: Path, command: str,
+         tracking_uri: str | None, margins: dict[str, float] | None = None) -> int:
+    """Train ``commands(seeds)`` look by look and decide, as the module's docstring says;
+    write the reports into ``out``. Returns the worst exit code of the training (130 at once
+    on an interrupt), else 0."""
+    margins = {**DEFAULT_MARGINS, **(margins or {})}
+    comparisons: dict[tuple[str, str], Comparison] = {}
+    looks = schedule.looks()
+    worst = 0
+    for number, n in enumerate(looks, start=1):
+        seeds = range(start, start + n)
+        code = cli.run_commands(commands(seeds))
+        if code == cli.EXIT_INTERRUPTED:
+            return code
+        worst = max(worst, code)
+        store.connect(tracking_uri, create=False)
+        runs = query.fetch_runs(experiment, None).runs
+        look_at(runs, reference, seeds, margins, comparisons)
+        ordered = list(comparisons.values())
+        done = all(c.decided for c in ordered)
+        print(look_line(number, n, ordered, number == len(looks)), file=sys.stderr, flush=True)
+        if done:
+            break
+    out.mkdir(parents=True, exist_ok=True)
+    recorded = query.fetch_runs(experiment, None).runs
+    used = recorded[recorded["seed"].isin(list(seeds))]
+    header = report.provenance(command, git_commit(), used)
+    (out / SEQUENTIAL_REPORT).write_text(markdown(list(comparisons.values()), schedule, start,
+                                                  header))
+    print((out / SEQUENTIAL_REPORT).read_text(), end="")
+    ids = ", ".join(f"'{run_id}'" for run_id in used["run_id"])
+    compare.main(["--experiment", experiment, "--reference", reference, "--out", str(out),
+                  "--filter", f"attributes.run_id IN ({ids})",
+                  *(["--tracking-uri", tracking_uri] if tracking_uri else [])])
+    return worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("preset", help="an experiment preset whose sweep names the arms, e.g. "
+                        "l2_vs_custom")
+    parser.add_argument("--experiment", required=True, help="the MLflow experiment")
+    parser.add_argument("--reference", default="l2", help="reference arm (default l2)")
+    parser.add_argument("--first", type=int, default=sequential.FIRST_ROUND)
+    parser.add_argument("--step", type=int, default=sequential.ROUND)
+    parser.add_argument("--max-seeds", type=int, default=sequential.MAX_SEEDS)
+    parser.add_argument("--start", type=int, default=0, help="the first seed")
+    parser.add_argument("--tracking-uri", default=None)
+    parser.add_argument("--out", type=Path, default=None, help="default: reports/<experiment>")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
+    args = parser.parse_intermixed_args(argv)
+    try:
+        schedule = sequential.Schedule(args.first, args.step, args.max_seeds)
+    except ValueError as error:
+        cli.fail(str(error))
+    extra = [*args.overrides,
+             *([f"mlflow.tracking_uri={args.tracking_uri}"] if args.tracking_uri else [])]
+
+    def commands(seeds: range) -> list[list[str]]:
+        return [[sys.executable, "-m", "regbench.train", "-m", f"experiment={args.preset}",
+                 f"mlflow.experiment_name={args.experiment}",
+                 f"seed={','.join(map(str, seeds))}", *extra]]
+
+    try:
+        return grow(commands, args.experiment, args.reference, schedule, args.start,
+                    args.out or REPORTS_DIR / args.experiment,
+                    cli.command_line(__spec__.name, argv), args.tracking_uri)
+    except (store.StoreError, query.CompareError) as error:
+        cli.fail(str(error))
+
+
+if __name__ == "__main__":
+    cli.run(main)

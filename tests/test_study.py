@@ -1,0 +1,97 @@
+"""A study grown in rounds: looks, decisions, stopping, resuming and the reports, with rounds
+that record runs of known values (seconds), and once through real training on synthetic data."""
+
+import sys
+
+import mlflow
+import numpy as np
+
+from helpers import PROJECT_ROOT, record_run, run_module, sqlite_uri
+from regbench import sequential, study
+
+# per seed: l2 varies, custom is 0.01 more accurate and 0.02 worse in data loss (with a little
+# noise), none is l2 to the bit: decided at 8 seeds (the sign flips' floor forbids it at 5)
+NOISE = np.random.default_rng(0).normal(0, 0.0003, 64)
+
+
+def values(arm: str, seed: int) -> tuple[float, float]:
+    accuracy, loss = 0.97 + 0.004 * np.sin(seed), 0.10 + 0.01 * np.cos(seed)
+    if arm == "custom-0.0001":
+        return accuracy + 0.01 + NOISE[seed], loss + 0.02 + NOISE[seed + 32]
+    return accuracy, loss
+
+
+def record_round(uri: str, experiment: str, seeds: list[int]) -> None:
+    """What a round's multirun would leave in the store: each arm's missing seeds, FINISHED."""
+    mlflow.set_tracking_uri(uri)
+    found = mlflow.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else mlflow.create_experiment(experiment)
+    have = mlflow.search_runs([experiment_id])
+    done = set() if have.empty else set(zip(have["tags.arm"], have["params.seed"], strict=True))
+    for arm, params in (("l2-0.0001", {"name": "l2", "weight": "0.0001"}),
+                        ("custom-0.0001", {"name": "custom", "weight": "0.0001"}),
+                        ("none", {"name": "none"})):
+        for seed in seeds:
+            if (arm, str(seed)) not in done:
+                record_run(experiment_id, arm, params, seed, *values(arm, seed),
+                           with_reliability=False)
+
+
+def commands(uri):
+    def for_seeds(seeds):
+        code = (f"import sys; sys.path.insert(0, {str(PROJECT_ROOT / 'tests')!r}); "
+                f"from test_study import record_round; "
+                f"record_round({uri!r}, 'grown', {list(seeds)!r})")
+        return [[sys.executable, "-c", code]]
+    return for_seeds
+
+
+def test_a_study_grows_until_every_comparison_is_decided_and_resumes(tmp_path, capsys):
+    uri = sqlite_uri(tmp_path)
+    (tmp_path / "mlruns").mkdir()
+    arguments = (commands(uri), "grown", "l2", sequential.Schedule(5, 3, 11), 0,
+                 tmp_path / "report", "python -m regbench.study test", uri)
+    assert study.grow(*arguments) == 0
+    captured = capsys.readouterr()
+    looks = [line for line in captured.err.splitlines() if line.startswith("look ")]
+    assert looks[0].startswith("look 1 at 5 seeds per arm: 2 of 4 decided") and looks[0].endswith(
+        "going on")  # none is identical to l2 at once
+    assert looks[1].startswith("look 2 at 8 seeds per arm: 4 of 4 decided")
+    assert looks[1].endswith("all decided: the study stops") and len(looks) == 2
+    mlflow.set_tracking_uri(uri)
+    trained = mlflow.search_runs(experiment_names=["grown"])
+    assert sorted(set(trained["params.seed"].astype(int))) == list(range(8))  # not 8-10
+    text = (tmp_path / "report" / "sequential.md").read_text()
+    assert text.startswith("Written by `python -m regbench.study test` at commit ")
+    rows = {tuple(line.split(" | ")[:2]): line for line in text.splitlines()
+            if line.startswith("| ")}
+    accuracy, loss = rows["| custom-0.0001", "test accuracy"], rows["| custom-0.0001",
+                                                                      "test data loss"]
+    assert "| 5, 8 | 8 | +0.0" in accuracy and accuracy.endswith("| better | decided |")
+    assert "| 5, 8 | 8 |" in loss and loss.endswith("| worse | decided |")
+    assert rows["| none", "test accuracy"].endswith(
+        "| 5 | 5 | +0.0000 | [+0.0000, +0.0000] | equivalent (identical) | decided |")
+    assert (tmp_path / "report" / "comparison.md").read_text().count("| l2-0.0001 | 8 |") == 1
+    assert study.grow(*arguments) == 0  # resumed: nothing new to train, the same verdicts
+    assert len(mlflow.search_runs(experiment_names=["grown"])) == len(trained)
+    assert (tmp_path / "report" / "sequential.md").read_text().split("\n", 1)[1] == text.split(
+        "\n", 1)[1]
+
+
+def test_the_command_trains_its_rounds_and_stops_at_the_budget(tmp_path):
+    result = run_module(
+        "regbench.study", "l2_vs_custom", "--experiment", "tiny", "--first", "2", "--step", "1",
+        "--max-seeds", "2", "--tracking-uri", sqlite_uri(tmp_path), "--out",
+        str(tmp_path / "report"), "data=synthetic", "trainer=smoke", "model=mlp_small",
+        "hydra/launcher=basic", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "look 1 at 2 seeds per arm:" in result.stderr
+    assert "budget reached: the study stops" in result.stderr
+    text = (tmp_path / "report" / "sequential.md").read_text()
+    assert text.count("| budget reached |") + text.count("| decided |") == 4
+
+
+def test_a_bad_schedule_is_one_line():
+    result = run_module("regbench.study", "l2_vs_custom", "--experiment", "x", "--first", "1",
+                        cwd=PROJECT_ROOT)
+    assert result.returncode == 2 and result.stderr.strip().startswith("error: schedule: need")
