@@ -53,6 +53,8 @@ def test_a_study_grows_until_every_comparison_is_decided_and_resumes(tmp_path, c
                  tmp_path / "report", "python -m regbench.study test", uri)
     assert study.grow(*arguments) == 0
     captured = capsys.readouterr()
+    assert "| not yet: the study goes on |" not in (tmp_path / "report" / "sequential.md"
+                                                  ).read_text()  # rewritten at the stop
     looks = [line for line in captured.err.splitlines() if line.startswith("look ")]
     assert looks[0].startswith("look 1 at 5 seeds per arm: 2 of 4 decided") and looks[0].endswith(
         "going on")  # none is identical to l2 at once
@@ -89,6 +91,23 @@ def test_the_command_trains_its_rounds_and_stops_at_the_budget(tmp_path):
     assert "budget reached: the study stops" in result.stderr
     text = (tmp_path / "report" / "sequential.md").read_text()
     assert text.count("| budget reached |") + text.count("| decided |") == 4
+
+
+def test_an_interrupted_study_leaves_a_report_of_where_it_got_to(tmp_path):
+    uri = sqlite_uri(tmp_path)
+    (tmp_path / "mlruns").mkdir()
+
+    def first_round_then_ctrl_c(seeds):
+        if len(seeds) > 5:
+            return [[sys.executable, "-c", "import os, signal; os.kill(os.getpid(), "
+                     "signal.SIGINT)"]]
+        return commands(uri)(seeds)
+
+    code = study.grow(first_round_then_ctrl_c, "grown", "l2", sequential.Schedule(5, 3, 11), 0,
+                      tmp_path / "report", "python -m regbench.study test", uri)
+    assert code == 130
+    text = (tmp_path / "report" / "sequential.md").read_text()
+    assert "| not yet: the study goes on |" in text and "equivalent (identical)" in text
 
 
 def test_a_bad_schedule_is_one_line():

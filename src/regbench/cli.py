@@ -135,9 +135,10 @@ def signals_as_interrupt() -> Iterator[None]:
 
 
 def run_commands(commands: list[list[str]]) -> int:
-    """Run the commands one after another; the worst exit code. A Ctrl-C or SIGTERM stops at
-    once: the running command is sent SIGINT, as a terminal's Ctrl-C would (a multirun then
-    closes its runs KILLED), and is waited for; EXIT_INTERRUPTED."""
+    """Run the commands one after another; the worst exit code (a command ended by signal N
+    counts as 128 + N, as a shell says). A Ctrl-C or SIGTERM stops at once: the running command
+    is sent SIGINT, as a terminal's Ctrl-C would (a multirun then closes its runs KILLED), and
+    is waited for; EXIT_INTERRUPTED. So does a command that was interrupted itself."""
     worst = 0
     with signals_as_interrupt():  # after the first signal, both are ignored here
         for command in commands:
@@ -148,8 +149,10 @@ def run_commands(commands: list[list[str]]) -> int:
                 process.send_signal(signal.SIGINT)
                 process.wait()
                 return EXIT_INTERRUPTED
-            if code == EXIT_INTERRUPTED:
-                return code
+            if code < 0:  # ended by a signal: the shell's 128 + its number
+                code = 128 - code
+            if code in (EXIT_INTERRUPTED, 128 + signal.SIGTERM):
+                return EXIT_INTERRUPTED
             worst = max(worst, code)
     return worst
 

@@ -11,9 +11,10 @@ decided and what goes on, and the study stops when all are decided or at the bud
 recomputed from the store each time, in order (a comparison keeps the first decision it
 reaches), so running the command again resumes where it stopped.
 
-It writes ``reports/<experiment>/sequential.md`` (per comparison: the looks, the seeds, why it
-stopped and the confidence sequence it stopped with) beside the fixed-sample comparison of the
-same runs (``compare``: means, curves, plots).
+It writes ``reports/<experiment>/sequential.md`` after every look (per comparison: the looks,
+the seeds, why it stopped, or that it goes on, and the confidence sequence it got to), and at
+the end the fixed-sample comparison of the same runs beside it (``compare``: means, curves,
+plots).
 """
 
 from __future__ import annotations
@@ -57,11 +58,10 @@ class Comparison:
         return bool(self.looks) and self.final.decided
 
 
-def look_at(runs: pd.DataFrame, reference: str, seeds: range, margins: dict[str, float],
+def look_at(runs: pd.DataFrame, reference: str, margins: dict[str, float],
             comparisons: dict[tuple[str, str], Comparison]) -> None:
-    """One look: every arm against ``reference`` on the runs of ``seeds``, appended to
-    ``comparisons`` unless the comparison was decided at an earlier look."""
-    runs = runs[runs["seed"].isin(list(seeds))]
+    """One look: every arm against ``reference`` on ``runs`` (those of the look's seeds),
+    appended to ``comparisons`` unless the comparison was decided at an earlier look."""
     arms = sorted(runs["arm"].unique())
     reference = resolve_reference(reference, arms)
     family = (len(arms) - 1) * len(TESTED)
@@ -90,7 +90,10 @@ def look_line(number: int, seeds: int, comparisons: list[Comparison], last: bool
 
 
 def markdown(comparisons: list[Comparison], schedule: sequential.Schedule, start: int,
-             header: str) -> str:
+             header: str, stopped: bool) -> str:
+    """sequential.md: the design, then per comparison its looks, seeds, interval, verdict and
+    why it stopped (``stopped`` False: the study goes on, and its undecided comparisons say
+    so)."""
     lines = [header.rstrip("\n"), "",
              f"Sequential design: {sequential.METHOD}, at 95% over the study's "
              f"{len(comparisons)} comparisons; looks at {', '.join(map(str, schedule.looks()))} "
@@ -106,7 +109,8 @@ def markdown(comparisons: list[Comparison], schedule: sequential.Schedule, start
         verdict = (stats.INCONCLUSIVE if not final.decided else
                    f"{stats.EQUIVALENT} (identical)" if final.decision == sequential.IDENTICAL
                    else final.decision)
-        why = "decided" if final.decided else sequential.BUDGET
+        why = ("decided" if final.decided else sequential.BUDGET if stopped else
+               "not yet: the study goes on")
         lines.append(f"| {c.arm} | {report.HEADERS[c.metric]} | "
                      f"{', '.join(str(look.seeds) for look in c.looks[:c.looks.index(final) + 1])}"
                      f" | {final.seeds} | {final.estimate:+.4f} | "
@@ -124,6 +128,7 @@ def grow(commands: Callable[[range], list[list[str]]], experiment: str, referenc
     comparisons: dict[tuple[str, str], Comparison] = {}
     looks = schedule.looks()
     worst = 0
+    out.mkdir(parents=True, exist_ok=True)
     for number, n in enumerate(looks, start=1):
         seeds = range(start, start + n)
         code = cli.run_commands(commands(seeds))
@@ -132,18 +137,15 @@ def grow(commands: Callable[[range], list[list[str]]], experiment: str, referenc
         worst = max(worst, code)
         store.connect(tracking_uri, create=False)
         runs = query.fetch_runs(experiment, None).runs
-        look_at(runs, reference, seeds, margins, comparisons)
+        used = runs[runs["seed"].isin(list(seeds))]
+        look_at(used, reference, margins, comparisons)
         ordered = list(comparisons.values())
-        done = all(c.decided for c in ordered)
+        stopped = all(c.decided for c in ordered) or number == len(looks)
         print(look_line(number, n, ordered, number == len(looks)), file=sys.stderr, flush=True)
-        if done:
+        header = report.provenance(command, git_commit(), used)
+        (out / SEQUENTIAL_REPORT).write_text(markdown(ordered, schedule, start, header, stopped))
+        if stopped:
             break
-    out.mkdir(parents=True, exist_ok=True)
-    recorded = query.fetch_runs(experiment, None).runs
-    used = recorded[recorded["seed"].isin(list(seeds))]
-    header = report.provenance(command, git_commit(), used)
-    (out / SEQUENTIAL_REPORT).write_text(markdown(list(comparisons.values()), schedule, start,
-                                                  header))
     print((out / SEQUENTIAL_REPORT).read_text(), end="")
     ids = ", ".join(f"'{run_id}'" for run_id in used["run_id"])
     compare.main(["--experiment", experiment, "--reference", reference, "--out", str(out),
