@@ -33,9 +33,7 @@ SEED_PARAMS = (record.PARAM_SEED, "data.split_seed")
 
 
 def _arm_neutral(param: str) -> bool:
-    from regbench.schema import RESULT_NEUTRAL_KEYS
-
-    return (param in SEED_PARAMS or param in RESULT_NEUTRAL_KEYS
+    return (param in SEED_PARAMS or param in record.RESULT_NEUTRAL_KEYS
             or param.startswith(record.OPTIMIZER_PARAM_PREFIX))
 
 

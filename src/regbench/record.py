@@ -35,6 +35,10 @@ TAG_REGULARIZER, TAG_MODEL, TAG_DATA, TAG_SEED = "regularizer", "model", "data",
 TAG_GIT_COMMIT, TAG_DATA_SHA256, TAG_ARM = "git_commit", "data_sha256", "arm"
 TAG_HOST, TAG_PID = "host", "pid"
 TAG_CONFIG_HASH = "config_hash"  # of the resolved config, result-neutral keys left out
+RESULT_NEUTRAL_KEYS = (  # keys that do not change what a run computes: left out of its hash
+    "mlflow.tracking_uri", "mlflow.experiment_name", "data.dir", "trainer.verbose",
+    "trainer.threads", "rerun",
+)
 RUN_TAGS = (TAG_REGULARIZER, TAG_MODEL, TAG_DATA, TAG_SEED, TAG_GIT_COMMIT, TAG_DATA_SHA256,
             TAG_ARM, TAG_HOST, TAG_PID, TAG_CONFIG_HASH)
 TAG_ERROR_TYPE, TAG_ERROR_MESSAGE = "error_type", "error_message"  # FAILED runs

@@ -104,10 +104,6 @@ class RegbenchConfig:
     rerun: bool = MISSING
 
 
-RESULT_NEUTRAL_KEYS = (  # keys that do not change what a run computes: left out of its hash
-    "mlflow.tracking_uri", "mlflow.experiment_name", "data.dir", "trainer.verbose",
-    "trainer.threads", "rerun",
-)
 
 ConfigStore.instance().store(name=SCHEMA_NAME, node=RegbenchConfig)
 

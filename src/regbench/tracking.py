@@ -42,16 +42,14 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 
 def config_hash(cfg) -> str:
     """sha256 (first 16 hex digits) of the resolved config as sorted JSON, without the keys in
-    ``schema.RESULT_NEUTRAL_KEYS``: two runs with the same hash compute the same thing."""
+    ``record.RESULT_NEUTRAL_KEYS``: two runs with the same hash compute the same thing."""
     import hashlib
     import json
 
     from omegaconf import OmegaConf
 
-    from regbench.schema import RESULT_NEUTRAL_KEYS
-
     flat = flatten(OmegaConf.to_container(cfg, resolve=True))
-    kept = {key: value for key, value in flat.items() if key not in RESULT_NEUTRAL_KEYS}
+    kept = {key: value for key, value in flat.items() if key not in record.RESULT_NEUTRAL_KEYS}
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
 
