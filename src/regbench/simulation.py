@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as scipy_stats
 
-from regbench import sequential, stats
+from regbench import cli, sequential, stats
 from regbench.locations import REPORTS_DIR
+from regbench.tracking import git_commit
 
 REPORT = REPORTS_DIR / "sequential-design" / "simulation.md"
 FAMILY = 4
@@ -119,8 +120,7 @@ def table(schedule: sequential.Schedule = sequential.DEFAULT_SCHEDULE) -> str:
     lines = [
         f"Simulated studies of the sequential design ({STUDIES} studies per row, {FAMILY} "
         f"comparisons each, looks at {looks} seeds per arm; paired differences N(delta, 1), "
-        "margin 1; method: " + sequential.METHOD + "). Written by `python -m "
-        "regbench.simulation`.", "",
+        "margin 1; method: " + sequential.METHOD + ").", "",
         "| true difference | what is measured | sequential design | goal |",
         "|---|---|---|---|",
         f"| 0 | studies with a false better/worse | {null.differs_any:.4f} | <= 0.05 |",
@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(table())
+    out.write_text(f"Written by `{cli.command_line(__spec__.name, argv)}` at commit "
+                   f"{git_commit()}, from simulated studies (no runs).\n\n" + table())
     print(out.read_text(), end="")
     return 0
 
