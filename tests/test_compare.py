@@ -474,3 +474,16 @@ def test_every_verdict_names_the_interval_it_was_read_from(comparison):
     better = next(line for line in lines if line.startswith("custom-0.0001"))
     assert "test accuracy better (+0.0100, 95% CI [" in better
     assert "Monte Carlo" not in report.markdown(comparison)  # 10 seeds: exact
+
+
+def test_a_report_states_the_configuration_its_runs_share():
+    runs = pd.DataFrame({"params.model.name": ["mlp_bn"] * 3, "params.seed": ["0", "1", "2"],
+                         "params.data.split_seed": ["0", "1", "2"],
+                         "params.trainer.optimizer": ["adam"] * 3,
+                         "params.optimizer_learning_rate": ["0.001"] * 3,
+                         "params.regularizer.weight": ["0.0001", "0.001", None],
+                         "tags.git_commit": ["a" * 40] * 3})
+    assert report.shared_config(runs) == "model.name=mlp_bn; trainer.optimizer=adam"
+    header = report.provenance("python -m regbench.compare", "b" * 40, runs)
+    assert header.split("\n\n")[1] == (
+        "Configuration every run shares: model.name=mlp_bn; trainer.optimizer=adam.")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from regbench import record, stats
+from regbench import query, record, stats
 from regbench.comparison import SUMMARY_METRICS, TESTED, Comparison, by_seed
 from regbench.query import RunArtifacts
 
@@ -35,16 +35,31 @@ DIFFERENCE_FIELDS = ("paired", "identical", "left_out", "nan_dropped", "estimate
                      "verdict")
 
 
+def shared_config(runs: pd.DataFrame) -> str:
+    """``key=value; ...`` of every param that all ``runs`` share (the preset they ran, what the
+    arms do not vary), the seeds and MLflow's copy of the optimizer's settings left out."""
+    shared = []
+    for column in sorted(c for c in runs.columns if c.startswith("params.")):
+        key = column.removeprefix("params.")
+        values = runs[column].fillna("unset")
+        if values.nunique() == 1 and key not in query.SEED_PARAMS and not key.startswith(
+                record.OPTIMIZER_PARAM_PREFIX):
+            shared.append(f"{key}={values.iloc[0]}")
+    return "; ".join(shared)
+
+
 def provenance(command: str, commit: str, runs: pd.DataFrame) -> str:
-    """A report's first paragraph: the command that wrote it, the commit of the code that ran it,
-    and the commits the runs it reads (``runs``, as read by regbench.query) were trained at,
-    with their number of runs."""
+    """A report's first paragraphs: the command that wrote it, the commit of the code that ran
+    it, and the commits the runs it reads (``runs``, as read by regbench.query) were trained
+    at, with their number of runs; then the configuration they all share."""
     column = f"tags.{record.TAG_GIT_COMMIT}"
     commits = runs[column] if column in runs else pd.Series("unknown", index=runs.index)
     counts = commits.fillna("unknown").value_counts().sort_index()
     trained = ", ".join(f"{commit_id} ({n})" for commit_id, n in counts.items())
+    config = shared_config(runs)
     return (f"Written by `{command}` at commit {commit}, from {int(counts.sum())} runs trained "
-            f"at commit {trained}.\n\n")
+            f"at commit {trained}.\n\n"
+            + (f"Configuration every run shares: {config}.\n\n" if config else ""))
 
 
 def _cell(mean: float, std: float, digits: int = 4) -> str:
