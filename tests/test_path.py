@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from helpers import QUIET_TENSORFLOW, sqlite_uri, wait_for_training_runs
-from regbench import cli, compare, path, query, record
+from regbench import cli, path, query, record
 
 
 def point(strength, val, loss=0.1):
@@ -56,29 +56,37 @@ def test_the_strength_is_chosen_on_validation_never_on_test(tmp_path):
 
 
 def test_a_tiny_path_its_report_and_the_tuned_comparison(tmp_path, capsys):
+    """The path trained into the preset's experiment, its report, and ``tuned``: the selected
+    strengths against none on fresh seeds from 100, in rounds (here one look of 2 seeds)."""
     uri = sqlite_uri(tmp_path)
-    extra = ("data=synthetic", "trainer=smoke", "model=mlp_small", f"mlflow.tracking_uri={uri}",
-             f"hydra.sweep.dir={tmp_path / 'multirun'}")
+    overrides = ("data=synthetic", "trainer=smoke", "model=mlp_small")
+    extra = (*overrides, f"mlflow.tracking_uri={uri}", f"hydra.sweep.dir={tmp_path / 'path'}")
     grids = {"l2": (1e-4, 1e-3, 1e-2), "custom_columns": (1e-2, 1.0, 100.0)}
-    commands = path.train_commands("path_mnist_small", grids, (0, 1), "tiny", extra)
+    preset = "path_mnist_small"
+    commands = path.train_commands(preset, grids, (0, 1), preset, extra)
     assert len(commands) == 3 and cli.run_commands(commands) == 0
     mlflow.set_tracking_uri(uri)
-    assert path.main(["report", "tiny", "--tracking-uri", uri, "--out",
+    assert path.main(["report", preset, "--tracking-uri", uri, "--out",
                       str(tmp_path / "report")]) == 0
-    selections = path.read_path("tiny").selections
+    selections = path.read_path(preset).selections
     assert {s.regularizer for s in selections} == {"l2", "custom_columns"}
     assert all(s.best.seeds == (0, 1) for s in selections)
     text = (tmp_path / "report" / "path.md").read_text()
-    assert text.startswith("Written by `python -m regbench.path report tiny --tracking-uri ")
+    assert text.startswith(f"Written by `python -m regbench.path report {preset} --tracking-uri ")
     assert "| custom_columns | 100 | 2 |" in text and "| none | 0 | 2 |" in text
     tuned = {s.regularizer: (s.chosen("1se").strength,) for s in selections}
-    extra = (*extra[:-1], f"hydra.sweep.dir={tmp_path / 'tuned'}")
-    assert cli.run_commands(path.train_commands("path_mnist_small", tuned, (100, 101), "tiny-tuned",
-                                            extra)) == 0
-    assert compare.main(["--experiment", "tiny-tuned", "--reference", "none", "--tracking-uri",
-                         uri, "--out", str(tmp_path / "tuned"), "--no-log"]) == 0
-    arms = set(query.fetch_runs("tiny-tuned", None).runs["arm"])
-    assert arms == {"none", *(f"{name}-{strength:g}" for name, (strength,) in tuned.items())}
+    capsys.readouterr()
+    assert path.main(["tuned", preset, "--rule", "1se", "--first", "2", "--step", "1",
+                      "--max-seeds", "2", "--tracking-uri", uri, "--out", str(tmp_path / "tuned"),
+                      *overrides, f"hydra.sweep.dir={tmp_path / 'tuned-runs'}"]) == 0
+    runs = query.fetch_runs(f"{preset}-tuned", None).runs
+    assert set(runs["arm"]) == {"none", *(f"{name}-{strength:g}"
+                                          for name, (strength,) in tuned.items())}
+    assert sorted(set(runs["seed"])) == [100, 101]
+    sequential_report = (tmp_path / "tuned" / "sequential.md").read_text()
+    assert sequential_report.count("| budget reached |") + sequential_report.count(
+        "| decided |") == 4
+    assert (tmp_path / "tuned" / "selection.md").exists()
     assert "| paired | 2/2 |" in capsys.readouterr().out
 
 

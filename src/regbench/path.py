@@ -31,7 +31,7 @@ with cli.collector_paused():
     import pandas as pd
     from scipy import stats as scipy_stats
 
-    from regbench import compare, query, sequential, store
+    from regbench import compare, query, store
     from regbench import study as rounds
     from regbench.report import provenance
     from regbench.stats import mean_interval
@@ -207,8 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("preset", help="an experiment preset, e.g. path_mnist_small; also the "
                         "name of the MLflow experiment")
     parser.add_argument("--rule", choices=RULES, default="best", help="selection for tuned")
-    parser.add_argument("--max-seeds", type=int, default=sequential.MAX_SEEDS,
-                        help="tuned: the budget of fresh seeds per arm")
+    rounds.add_schedule_arguments(parser)  # tuned: its rounds of fresh seeds
     parser.add_argument("--tracking-uri", default=None)
     parser.add_argument("--out", type=Path, default=None,
                         help="default: reports/<preset> (report), reports/<preset>-tuned (tuned)")
@@ -247,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     print(chosen)
     return rounds.grow(
         lambda seeds: train_commands(args.preset, grids, tuple(seeds), tuned, extra), tuned,
-        CONTROL, sequential.Schedule(max_seeds=args.max_seeds), TUNED_SEED_START, out,
+        CONTROL, rounds.schedule_from(args), TUNED_SEED_START, out,
         cli.command_line(__spec__.name, argv), args.tracking_uri)
 
 

@@ -154,24 +154,37 @@ def grow(commands: Callable[[range], list[list[str]]], experiment: str, referenc
     return worst
 
 
+def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
+    """--first, --step, --max-seeds: the rounds of seeds (``sequential.Schedule``)."""
+    parser.add_argument("--first", type=int, default=sequential.FIRST_ROUND,
+                        help="seeds per arm at the first look")
+    parser.add_argument("--step", type=int, default=sequential.ROUND, dest="seeds_per_round",
+                        help="seeds per arm added at each later look")
+    parser.add_argument("--max-seeds", type=int, default=sequential.MAX_SEEDS,
+                        help="the budget: seeds per arm at the last look")
+
+
+def schedule_from(args: argparse.Namespace) -> sequential.Schedule:
+    """The schedule of ``add_schedule_arguments``' options; a bad one is one line, exit 2."""
+    try:
+        return sequential.Schedule(args.first, args.seeds_per_round, args.max_seeds)
+    except ValueError as error:
+        cli.fail(str(error))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("preset", help="an experiment preset whose sweep names the arms, e.g. "
                         "l2_vs_custom")
     parser.add_argument("--experiment", required=True, help="the MLflow experiment")
     parser.add_argument("--reference", default="l2", help="reference arm (default l2)")
-    parser.add_argument("--first", type=int, default=sequential.FIRST_ROUND)
-    parser.add_argument("--step", type=int, default=sequential.ROUND)
-    parser.add_argument("--max-seeds", type=int, default=sequential.MAX_SEEDS)
+    add_schedule_arguments(parser)
     parser.add_argument("--start", type=int, default=0, help="the first seed")
     parser.add_argument("--tracking-uri", default=None)
     parser.add_argument("--out", type=Path, default=None, help="default: reports/<experiment>")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
     args = parser.parse_intermixed_args(argv)
-    try:
-        schedule = sequential.Schedule(args.first, args.step, args.max_seeds)
-    except ValueError as error:
-        cli.fail(str(error))
+    schedule = schedule_from(args)
     extra = [*args.overrides,
              *([f"mlflow.tracking_uri={args.tracking_uri}"] if args.tracking_uri else [])]
 
