@@ -361,12 +361,18 @@ def _three_epochs(store):
                    "trainer.early_stopping_patience=10", f"mlflow.tracking_uri={sqlite_uri(store)}")
 
 
-def test_an_epoch_the_store_dropped_is_logged_again_before_finished(tmp_path, monkeypatch):
+def test_an_epoch_the_store_dropped_is_logged_again_before_finished(tmp_path, monkeypatch,
+                                                                    caplog):
+    from regbench.tracking import ASYNC_QUEUE_LOGGER
     from regbench.training import train_and_evaluate
 
     refused = _store_refusing(monkeypatch, times=1)
-    result = train_and_evaluate(_three_epochs(tmp_path), threads=1)
+    with caplog.at_level("ERROR", logger=ASYNC_QUEUE_LOGGER):
+        result = train_and_evaluate(_three_epochs(tmp_path), threads=1)
     assert refused  # the fault happened
+    said = [r.getMessage() for r in caplog.records if r.name == ASYNC_QUEUE_LOGGER]
+    assert said and all("\n" not in line and line.endswith(
+        "(regbench logs it again before the run ends)") for line in said), said
     history = MlflowClient().get_metric_history(result.run_id, "val_accuracy")
     assert sorted(point.step for point in history) == [0, 1, 2]
     assert runs(tmp_path).iloc[0]["status"] == "FINISHED"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -184,6 +185,24 @@ def _missing_points(client, run_id: str,
         missing += [(key, step, logs[key]) for step, logs in sorted(epochs.items())
                     if key in logs and step not in stored]
     return missing
+
+
+ASYNC_QUEUE_LOGGER = "mlflow.utils.async_logging.async_logging_queue"
+
+
+class _FirstLineOnly(logging.Filter):
+    """Cuts a record of MLflow's asynchronous logging queue to its first line, and says what
+    follows: a refused batch's message holds the store's whole error (a SQL statement and its
+    parameters, over a hundred lines), and ``complete_epoch_metrics`` logs the batch again or
+    fails the run naming it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        first = record.getMessage().splitlines()[0] if record.getMessage() else ""
+        record.msg, record.args = f"{first} (regbench logs it again before the run ends)", None
+        return True
+
+
+logging.getLogger(ASYNC_QUEUE_LOGGER).addFilter(_FirstLineOnly())
 
 
 def complete_epoch_metrics(run_id: str, epochs: Mapping[int, Mapping[str, float]],
