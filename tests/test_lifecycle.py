@@ -390,3 +390,19 @@ def test_points_the_store_keeps_refusing_end_the_run_failed_naming_them(tmp_path
         lost.value) and "\n" not in str(lost.value)
     run = runs(tmp_path).iloc[0]
     assert run["status"] == "FAILED" and run["tags.error_type"] == "MetricsLost"
+
+
+def test_mlflow_s_store_errors_are_one_line_each(caplog):
+    """MLflow's SQL session logs a locked database with its SQL, parameters and traceback: cut to
+    the message and the exception's first line."""
+    import logging
+
+    from regbench.tracking import SQL_SESSION_LOGGER
+
+    try:
+        raise sqlite3.OperationalError("database is locked\n[SQL: SELECT 1]\n[parameters: ()]")
+    except sqlite3.OperationalError:
+        logging.getLogger(SQL_SESSION_LOGGER).exception("SQLAlchemy database error.")
+    record = next(r for r in caplog.records if r.name == SQL_SESSION_LOGGER)
+    assert caplog.text.count("\n") == 1 and record.exc_info is None
+    assert record.getMessage() == "SQLAlchemy database error. database is locked"

@@ -188,21 +188,32 @@ def _missing_points(client, run_id: str,
 
 
 ASYNC_QUEUE_LOGGER = "mlflow.utils.async_logging.async_logging_queue"
+SQL_SESSION_LOGGER = "mlflow.store.db.utils"
 
 
 class _FirstLineOnly(logging.Filter):
-    """Cuts a record of MLflow's asynchronous logging queue to its first line, and says what
-    follows: a refused batch's message holds the store's whole error (a SQL statement and its
-    parameters, over a hundred lines), and ``complete_epoch_metrics`` logs the batch again or
-    fails the run naming it."""
+    """Cuts a record to the first line of its message and of its exception, without the
+    traceback, and adds ``note``. A store error logged by MLflow's SQL session (and again by its
+    asynchronous logging queue, for a refused batch) holds the SQL statement, its parameters and
+    a traceback: 60-140 lines for one locked database, whose consequence regbench reports itself
+    (``complete_epoch_metrics`` logs a refused batch again or fails the run naming it; any other
+    store failure ends the command with one line)."""
+
+    def __init__(self, note: str = ""):
+        super().__init__()
+        self.note = note
 
     def filter(self, record: logging.LogRecord) -> bool:
-        first = record.getMessage().splitlines()[0] if record.getMessage() else ""
-        record.msg, record.args = f"{first} (regbench logs it again before the run ends)", None
+        parts = [record.getMessage().strip().splitlines()[:1],
+                 str(record.exc_info[1]).strip().splitlines()[:1] if record.exc_info else []]
+        record.msg = " ".join(line for part in parts for line in part) + self.note
+        record.args, record.exc_info, record.exc_text = None, None, None
         return True
 
 
-logging.getLogger(ASYNC_QUEUE_LOGGER).addFilter(_FirstLineOnly())
+logging.getLogger(ASYNC_QUEUE_LOGGER).addFilter(
+    _FirstLineOnly(" (regbench logs it again before the run ends)"))
+logging.getLogger(SQL_SESSION_LOGGER).addFilter(_FirstLineOnly())
 
 
 def complete_epoch_metrics(run_id: str, epochs: Mapping[int, Mapping[str, float]],
