@@ -80,17 +80,29 @@ def test_a_study_grows_until_every_comparison_is_decided_and_resumes(tmp_path, c
         "\n", 1)[1]
 
 
-def test_the_command_trains_its_rounds_and_stops_at_the_budget(tmp_path):
-    result = run_module(
-        "regbench.study", "l2_vs_custom", "--experiment", "tiny", "--first", "2", "--step", "1",
-        "--max-seeds", "2", "--tracking-uri", sqlite_uri(tmp_path), "--out",
-        str(tmp_path / "report"), "data=synthetic", "trainer=smoke", "model=mlp_small",
-        "hydra/launcher=basic", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "look 1 at 2 seeds per arm:" in result.stderr
-    assert "budget reached: the study stops" in result.stderr
-    text = (tmp_path / "report" / "sequential.md").read_text()
-    assert text.count("| budget reached |") + text.count("| decided |") == 4
+def test_the_command_trains_the_preset_on_each_look_s_seeds(tmp_path, monkeypatch, capsys):
+    """``python -m regbench.study`` in-process: each round is one multirun of the preset on the
+    look's seeds into the experiment (recorded here instead of trained), then the reports."""
+    uri = sqlite_uri(tmp_path)
+    (tmp_path / "mlruns").mkdir()
+    launched = []
+
+    def record_instead_of_training(commands):
+        launched.extend(commands)
+        seeds = [int(s) for s in next(a for a in commands[0] if a.startswith("seed="))[5:].split(
+            ",")]
+        record_round(uri, "grown", seeds)
+        return 0
+
+    monkeypatch.setattr(study.cli, "run_commands", record_instead_of_training)
+    assert study.main(["l2_vs_custom", "--experiment", "grown", "--first", "2", "--step", "1",
+                       "--max-seeds", "3", "--tracking-uri", uri, "--out",
+                       str(tmp_path / "report"), "trainer.epochs=3"]) == 0
+    assert [command[3:] for command in launched] == [
+        ["-m", "experiment=l2_vs_custom", "mlflow.experiment_name=grown", f"seed={seeds}",
+         "trainer.epochs=3", f"mlflow.tracking_uri={uri}"] for seeds in ("0,1", "0,1,2")]
+    assert "budget reached: the study stops" in capsys.readouterr().err
+    assert (tmp_path / "report" / "sequential.md").exists()
 
 
 def test_an_interrupted_study_leaves_a_report_of_where_it_got_to(tmp_path):
