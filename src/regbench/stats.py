@@ -2,7 +2,7 @@
 
 Values a_s (arm) and r_s (reference) by seed s; confidence 1 - alpha (95%).
 
-Values that are NaN are dropped first and counted (``nan_dropped``); ``sign_flip_p`` and
+Values that are NaN are dropped first and counted (``nan_dropped``); ``permutation_p`` and
 ``probability_of_improvement`` refuse NaN (ValueError).
 
 Paired (the arms share n >= 2 seeds; seeds only one arm has are left out and counted,
@@ -185,13 +185,6 @@ def permutation_p(a: np.ndarray, r: np.ndarray, paired: bool, shift: float = 0.0
                                         permutation_type="independent", n_resamples=resamples,
                                         alternative=alternative, rng=rng)
     return float(result.pvalue), patterns <= resamples
-
-
-def sign_flip_p(differences: np.ndarray, seed: int = 0) -> float:
-    """Two-sided sign-flip permutation p-value of mean(differences) = 0: exact over all 2^n
-    sign patterns up to n = 16, a seeded Monte Carlo beyond. Refuses NaN."""
-    differences = _finite(differences, "differences")
-    return permutation_p(differences, np.zeros_like(differences), True, seed=seed)[0]
 
 
 def holm(p_values: list[float]) -> list[float]:

@@ -41,8 +41,9 @@ SEQUENTIAL_REPORT = "sequential.md"
 
 
 @dataclass
-class Comparison:
-    """One arm against the reference on one metric, over the looks taken so far."""
+class Tracked:
+    """One comparison of the study (an arm against the reference on one metric), over the
+    looks taken so far."""
 
     arm: str
     metric: str
@@ -59,7 +60,7 @@ class Comparison:
 
 
 def look_at(runs: pd.DataFrame, reference: str, margins: dict[str, float],
-            comparisons: dict[tuple[str, str], Comparison]) -> None:
+            comparisons: dict[tuple[str, str], Tracked]) -> None:
     """One look: every arm against ``reference`` on ``runs`` (those of the look's seeds),
     appended to ``comparisons`` unless the comparison was decided at an earlier look."""
     arms = sorted(runs["arm"].unique())
@@ -71,14 +72,14 @@ def look_at(runs: pd.DataFrame, reference: str, margins: dict[str, float],
             continue
         group = runs[runs["arm"] == arm]
         for metric, higher in TESTED.items():
-            entry = comparisons.setdefault((arm, metric), Comparison(arm, metric))
+            entry = comparisons.setdefault((arm, metric), Tracked(arm, metric))
             if not entry.decided:
                 entry.looks.append(sequential.decide(metric, by_seed(group, metric),
                                                      by_seed(control, metric), higher,
                                                      margins[metric], max(family, 1)))
 
 
-def look_line(number: int, seeds: int, comparisons: list[Comparison], last: bool) -> str:
+def look_line(number: int, seeds: int, comparisons: list[Tracked], last: bool) -> str:
     """What a look decided and what goes on, in one line."""
     decided = sum(c.decided for c in comparisons)
     parts = [f"{c.arm} {report.HEADERS[c.metric]} {c.final.decision} "
@@ -89,7 +90,7 @@ def look_line(number: int, seeds: int, comparisons: list[Comparison], last: bool
             f"decided; {'; '.join(parts)}; {going}")
 
 
-def markdown(comparisons: list[Comparison], schedule: sequential.Schedule, start: int,
+def markdown(comparisons: list[Tracked], schedule: sequential.Schedule, start: int,
              header: str, stopped: bool) -> str:
     """sequential.md: the design, then per comparison its looks, seeds, interval, verdict and
     why it stopped (``stopped`` False: the study goes on, and its undecided comparisons say
@@ -125,7 +126,7 @@ def grow(commands: Callable[[range], list[list[str]]], experiment: str, referenc
     write the reports into ``out``. Returns the worst exit code of the training (130 at once
     on an interrupt), else 0."""
     margins = {**DEFAULT_MARGINS, **(margins or {})}
-    comparisons: dict[tuple[str, str], Comparison] = {}
+    comparisons: dict[tuple[str, str], Tracked] = {}
     looks = schedule.looks()
     worst = 0
     out.mkdir(parents=True, exist_ok=True)
