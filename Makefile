@@ -2,14 +2,18 @@
 # the first run that uses it (make data fetches it ahead).
 # Any key=value on the make line is a Hydra override: `make train regularizer=custom seed=3`.
 # Make-only variables (not passed to Hydra): ARGS (extra arguments), PY, max_seeds, quick, port,
-# pg_port, run, image, preset, rule.
+# pg_port, run, image, preset, rule, plugin (a Python file that registers regularizers: every
+# command of this make line, and the jobs they start, can use them).
 
 PY ?= python3.11
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MNIST := data/mnist.npz
-MAKE_ONLY := ARGS PY max_seeds quick port pg_port run image preset rule
+MAKE_ONLY := ARGS PY max_seeds quick port pg_port run image preset rule plugin
+ifdef plugin
+export REGBENCH_PLUGINS := $(abspath $(plugin))
+endif
 HYDRA_OVERRIDES := $(filter-out $(addsuffix =%,$(MAKE_ONLY)),$(MAKEOVERRIDES))
 ARGS ?=
 preset ?= path_mnist_small
@@ -24,7 +28,7 @@ EXERCISE_TARGETS := --target 'val_accuracy>=0.85' --target 'accuracy<0.92'
 quote = '$(subst ','\'',$(1))'
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data test test-fast lint train sweep compare study exercise path tuned bench \
+.PHONY: help setup data test test-fast lint train sweep compare study exercise path tuned verdict bench \
 	server runs ui serve predict clean
 
 help: ## list the targets
@@ -49,8 +53,8 @@ test: $(STAMP) $(MNIST) ## run the whole test suite
 test-fast: $(STAMP) ## run the tests not marked slow
 	$(PYTHON) -m pytest -m "not slow" $(ARGS)
 
-lint: $(STAMP) ## ruff over src, tests and bench (checks only, fixes nothing)
-	$(VENV)/bin/ruff check src tests bench
+lint: $(STAMP) ## ruff over src, tests, bench and examples (checks only, fixes nothing)
+	$(VENV)/bin/ruff check src tests bench examples
 
 train: $(STAMP) ## train one run (key=value overrides go to Hydra)
 	$(PYTHON) -m regbench.train $(HYDRA_OVERRIDES) $(ARGS)
@@ -80,6 +84,11 @@ path: $(STAMP) ## strength path preset=path_mnist_small|path_fashion_small|path_
 tuned: $(STAMP) ## each regularizer at its path-selected strength (rule=best|1se) against none on fresh seeds from 100, in rounds until decided
 	$(PYTHON) -m regbench.path tuned $(call quote,$(preset)) --rule $(call quote,$(rule)) \
 		$(if $(max_seeds),--max-seeds $(call quote,$(max_seeds))) $(HYDRA_OVERRIDES) $(ARGS)
+
+verdict: $(STAMP) ## regularizer=NAME to a verdict on preset=: calibrate, path, select, fresh seeds vs none and l2 in rounds (plugin=FILE registers yours)
+	$(PYTHON) -m regbench.verdict $(call quote,$(regularizer)) --preset $(call quote,$(preset)) \
+		--rule $(call quote,$(rule)) $(if $(max_seeds),--max-seeds $(call quote,$(max_seeds))) \
+		$(filter-out regularizer=%,$(HYDRA_OVERRIDES)) $(ARGS)
 
 bench: $(STAMP) ## the benchmark, written to bench/RESULTS.md (quick=1: synthetic, ~2 min)
 	$(PYTHON) bench/run.py $(if $(quick),--quick) $(ARGS)

@@ -18,3 +18,34 @@ def smoke_store(tmp_path_factory):
                        f"regularizer={regularizer}")
         assert result.returncode == 0, result.stderr[-3000:]
     return store
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    """``plugin(source)``: write ``source`` (or take an existing file's path) as the Python file
+    REGBENCH_PLUGINS names for this test; the registry loads it anew, and forgets what it
+    registered when the test ends (its options and Hydra's ConfigStore group are swapped for
+    copies that monkeypatch restores)."""
+    from pathlib import Path
+
+    from hydra.core.config_store import ConfigStore
+
+    from regbench import overrides, registry
+
+    monkeypatch.setattr(registry, "_OPTIONS", dict(registry._OPTIONS))
+    repo = ConfigStore.instance().repo
+    monkeypatch.setitem(repo, registry.GROUP, dict(repo[registry.GROUP]))
+    caches = (registry.load, overrides._check_node)
+
+    def use(source: str | Path, name: str = "mine.py") -> Path:
+        path = source if isinstance(source, Path) else tmp_path / name
+        if not isinstance(source, Path):
+            path.write_text(source)
+        monkeypatch.setenv(registry.PLUGINS_ENV, str(path))
+        for cache in caches:
+            cache.cache_clear()
+        return path
+
+    yield use
+    for cache in caches:
+        cache.cache_clear()

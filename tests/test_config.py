@@ -7,8 +7,9 @@ from omegaconf import MISSING, OmegaConf
 from helpers import PROJECT_ROOT, sqlite_uri, train
 from helpers import compose as composed
 from regbench import data, models, schema
-from regbench.locations import CONF_DIR, config_groups, group_options
+from regbench.locations import CONF_DIR, config_groups
 from regbench.overrides import check_overrides, expand_jobs
+from regbench.schema import group_options
 from regbench.validation import ConfigError, validate
 
 
@@ -58,34 +59,24 @@ def test_every_preset_with_every_regularizer_holds_exactly_the_options_keys(pres
 
 @pytest.mark.parametrize("option", group_options("regularizer"))
 def test_the_arm_label_is_what_the_kernel_applies(option):
-    from hydra.utils import instantiate
-
+    from regbench import registry
     from regbench.record import arm_label
-    from regbench.regularizers import STRENGTH_ARGUMENTS, strengths
 
     cfg = composed(f"regularizer={option}")
-    kernel = instantiate(cfg.regularizer.kernel)
-    label = arm_label(cfg.regularizer.name, strengths(kernel))
+    kernel = registry.build(cfg.regularizer)
+    label = arm_label(cfg.regularizer.name, registry.strengths(cfg.regularizer.name, kernel))
     if kernel is None:
         assert label == "none"
         return
     config = kernel.get_config()
     assert label == "-".join([cfg.regularizer.name, *(
-        f"{float(config[key]):g}" for key in STRENGTH_ARGUMENTS[type(kernel)])])
+        f"{float(config[key]):g}" for key in registry.get(cfg.regularizer.name).label_keys())])
     assert f"{cfg.regularizer.weight:g}" in label  # the one strength key every option has
 
 
-def test_the_allowed_targets_are_the_regularizer_classes():
-    from regbench.regularizers import STRENGTH_ARGUMENTS, target_name
-
-    assert set(schema.REGULARIZER_TARGETS) == {target_name(c) for c in STRENGTH_ARGUMENTS}
-
-
 def test_the_exercise_bonus_does_what_it_says_or_is_refused():
-    from hydra.utils import instantiate
-
+    from regbench import registry
     from regbench.record import arm_label
-    from regbench.regularizers import strengths
 
     with pytest.raises(ConfigError, match="regularizer.l1"):
         check_overrides(["experiment=l1_l2_exercise", "regularizer=l1", "regularizer.l1=1e-3"])
@@ -94,8 +85,9 @@ def test_the_exercise_bonus_does_what_it_says_or_is_refused():
                            ([], "l1_l2-0.002-0.5")]:
         cfg = composed("experiment=l1_l2_exercise", *overrides)
         check_overrides(["experiment=l1_l2_exercise", *overrides])
-        kernel = instantiate(cfg.regularizer.kernel)
-        assert arm_label(cfg.regularizer.name, strengths(kernel)) == arm
+        kernel = registry.build(cfg.regularizer)
+        assert arm_label(cfg.regularizer.name, registry.strengths(cfg.regularizer.name,
+                                                                  kernel)) == arm
         assert cfg.model.name == "mlp_small" and cfg.trainer.epochs == 10
 
 
@@ -121,7 +113,7 @@ BAD_INPUTS = [  # overrides, the start of the one-line refusal
     (["model=mlp_small", "model.units=[100000000]", "model.dropout=[0.0]"],
      "model.units=[100000000]: 7.95e+10 weights"),
     (["regularizer.kernel._target_=builtins.open"],
-     "regularizer.kernel._target_=builtins.open: only regularizer classes"),
+     "regularizer.kernel._target_=builtins.open: option l2 instantiates keras.regularizers.L2"),
     (["regularizer=custom", "regularizer.kernel.eps={_target_:os.getcwd}"],
      "regularizer.kernel.eps="),
     (["regularizer=l1_l2", "regularizer.l1_ratio=2"], "regularizer.l1_ratio=2"),

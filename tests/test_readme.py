@@ -8,7 +8,8 @@ import re
 import pytest
 
 from regbench import schema
-from regbench.locations import CONF_DIR, PROJECT_ROOT, config_groups, group_options
+from regbench.locations import CONF_DIR, PROJECT_ROOT, config_groups
+from regbench.schema import group_options
 
 README = (PROJECT_ROOT / "README.md").read_text()
 RESULTS = "bench/RESULTS.md"

@@ -2,10 +2,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from hydra.utils import instantiate
 
 from helpers import compose
-from regbench.locations import group_options
+from regbench import registry
 from regbench.models import build_mlp, compile_classifier
 from regbench.regularizers import (
     ElasticNet,
@@ -13,7 +12,7 @@ from regbench.regularizers import (
     redundancy_penalty,
     redundancy_penalty_naive,
 )
-from regbench.training import kernel_arguments
+from regbench.schema import group_options
 
 SHAPES = [(3, 4), (64, 32), (10, 300), (784, 1024), (1024, 512), (512, 256)]
 
@@ -108,8 +107,8 @@ def test_a_model_with_each_regularizer_saves_and_loads(option, tmp_path):
     """Also with an integer strength, as a command line's regularizer.weight=1 gives it."""
     cfg = compose(f"regularizer={option}", "model=mlp_small",
                   *([] if option == "none" else ["regularizer.weight=1"]))
-    kernel = kernel_arguments(cfg.regularizer.kernel)
-    model = compile_classifier(build_mlp(cfg.model, lambda: instantiate(kernel)), cfg.trainer)
+    model = compile_classifier(build_mlp(cfg.model, lambda: registry.build(cfg.regularizer)),
+                               cfg.trainer)
     x = np.random.default_rng(0).uniform(size=(64, 784)).astype(np.float32)
     y = np.arange(64) % 10
     model.fit(x, y, epochs=1, batch_size=32, verbose=0)

@@ -39,11 +39,6 @@ def config_groups() -> tuple[str, ...]:
     return tuple(sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"))
 
 
-def group_options(group: str) -> list[str]:
-    """The option names of a config group: the YAML files in conf/<group>/."""
-    return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
-
-
 @contextmanager
 def file_lock(lock_file: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``lock_file`` (created if missing) for the block: processes

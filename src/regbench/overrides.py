@@ -8,12 +8,14 @@ parser; ``interval(...)`` sweeps, which only a search plugin can sample, are che
 
 from __future__ import annotations
 
+import functools
 import itertools
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from regbench.locations import CONF_DIR, config_groups, group_options, unwritable_folder
+from regbench.locations import CONF_DIR, config_groups, unwritable_folder
+from regbench.schema import group_options
 from regbench.validation import ConfigError, require, validate
 
 HYDRA_HELP_FLAGS = {"-h", "--help", "--hydra-help", "-sc", "--shell-completion"}
@@ -68,6 +70,25 @@ def check_output_dir(path: str, key: str) -> None:
         raise ConfigError(f"{key}={path}: cannot be created, {reason}")
 
 
+def check_users_regularizer(regularizer_cfg) -> None:
+    """Build a registered option that is not a built-in and run it through the registry's
+    checks (``registry.check``), once per distinct node: a class of the user's is refused
+    before any job trains. The built-ins, checked by the tests, are left to the run, so that a
+    preview need not import TensorFlow."""
+    from regbench import registry
+
+    if not registry.get(str(regularizer_cfg.name)).builtin:
+        _check_node(OmegaConf.to_yaml(regularizer_cfg, resolve=True))
+
+
+@functools.cache
+def _check_node(node_yaml: str) -> None:
+    from regbench import registry
+
+    node = OmegaConf.create(node_yaml)
+    registry.check(str(node.name), registry.build(node))
+
+
 def check_overrides(arguments: list[str]) -> tuple[str, int | None]:
     """Compose and validate every job that ``python -m regbench.train ARGUMENTS`` would run:
     the command line's sweeps and, in a multirun, a preset's grid (``hydra.sweeper.params``,
@@ -105,6 +126,7 @@ def check_overrides(arguments: list[str]) -> tuple[str, int | None]:
             except Exception as error:
                 raise ConfigError(_one_line(error)) from None
             validate(cfg)
+            check_users_regularizer(cfg.regularizer)
         key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         output_dir = str(OmegaConf.select(cfg, key))
         check_output_dir(output_dir, key)

@@ -1,9 +1,11 @@
 """Strength paths: every regularizer over a log grid of strengths, chosen on validation.
 
-``python -m regbench.path run PRESET`` trains, for each regularizer in GRIDS, one multirun of
-its grid x the preset's seeds (plus the ``none`` arm) into the experiment named PRESET; finished
-jobs are skipped, so an interrupted path resumes. ``report`` reads the experiment and, per
-regularizer, selects a strength on the validation metrics of the selection seeds only:
+``python -m regbench.path run PRESET [--regularizers a,b]`` trains, for each regularizer (default
+every built-in with a penalty), one multirun of its grid x the selection seeds (plus the
+``none`` arm) into the experiment named PRESET; finished jobs are skipped, so an interrupted path
+resumes. Its grid is calibrated on the preset (``regbench.calibrate``, the probe logged in the
+experiment), unless the preset pins one (``PINNED_GRIDS``). ``report`` reads the experiment
+and, per regularizer, selects a strength on the validation metrics of the selection seeds only:
 
 * best:   the strength with the highest mean (over seeds) best-epoch validation accuracy;
 * 1-SE:   the strongest strength whose mean is within one standard error (sd / sqrt(n), of
@@ -21,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from regbench import cli, record
-from regbench.locations import REPORTS_DIR, group_options, unwritable_folder
+from regbench.locations import REPORTS_DIR, unwritable_folder
+from regbench.schema import ConfigError, group_options
 
 if __name__ == "__main__":
     cli.interrupts_in_one_line()
@@ -31,26 +34,69 @@ with cli.collector_paused():
     import pandas as pd
     from scipy import stats as scipy_stats
 
-    from regbench import compare, query, store
+    from regbench import calibrate, compare, query, store
     from regbench import study as rounds
     from regbench.report import provenance
     from regbench.stats import mean_interval
     from regbench.tracking import git_commit
 
-GRIDS = {  # regularizer option -> regularizer.weight values; each reaches a gradient share > 1
+PUBLISHED_GRIDS = {  # option -> regularizer.weight values, written by hand before calibration
     "l1": (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1),
     "l2": (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1),
     "l1_l2": (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1),
-    "orthogonal": (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0),  # gradient share 0.048 at 0.1
+    "orthogonal": (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0),
     "custom": (1e-2, 1.0, 1e2, 1e4, 1e5, 1e6),
     "custom_columns": (1e-2, 1.0, 1e2, 1e4, 1e5, 1e6),
 }
+# presets that pin their grids on purpose: the path reports in reports/ were trained on these
+# grids, and `make path` on the preset trains (or finds) those same runs again
+PINNED_GRIDS = {"path_mnist_small": PUBLISHED_GRIDS, "path_fashion_small": PUBLISHED_GRIDS}
 SELECTION_SEEDS = (0, 1, 2)
 SELECTED_ON = "val_accuracy"  # the curve whose best epoch a strength is chosen on
 TUNED_SEED_START = 100  # the tuned comparison's fresh seeds: 100, 101, ... in rounds
 RULES = ("best", "1se")
 CONTROL = "none"
-PRESET_PREFIX = "path_"  # the experiment presets a path trains: conf/experiment/path_*.yaml
+PRESET_PREFIX = "path_"  # the experiment presets a path trains (path_presets)
+
+
+def default_options(preset: str) -> list[str]:
+    """What a path trains unless told: the preset's pinned options, else every built-in
+    option with a penalty."""
+    from regbench import registry
+
+    return list(PINNED_GRIDS[preset]) if preset in PINNED_GRIDS else [
+        name for name in registry.names()
+        if registry.get(name).builtin and registry.get(name).target is not None]
+
+
+def probe_config(preset: str, option: str, extra: tuple[str, ...]):
+    """The composed config a calibration probes: the preset, the option at its default
+    strength, the first selection seed, the command line's overrides."""
+    from hydra import compose, initialize_config_dir
+
+    from regbench.locations import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=[
+            f"experiment={preset}", f"regularizer={option}", f"seed={SELECTION_SEEDS[0]}",
+            *extra])
+
+
+def grids(preset: str, options: list[str], extra: tuple[str, ...], tracking_uri: str | None
+          ) -> tuple[dict[str, tuple[float, ...]], list]:
+    """Each option's grid on ``preset``: pinned, else calibrated (found or probed and logged
+    in the experiment PRESET). Returns the grids and the calibrations used."""
+    pinned = PINNED_GRIDS.get(preset, {})
+    found, used = {}, []
+    for option in options:
+        if option in pinned:
+            found[option] = pinned[option]
+            continue
+        cfg = probe_config(preset, option, extra)
+        experiment_id = store.use_store(tracking_uri or cfg.mlflow.tracking_uri, preset)
+        used.append(calibrate.recorded(cfg, preset, experiment_id))
+        found[option] = used[-1].grid
+    return found, used
 
 
 def train_commands(preset: str, grids: dict[str, tuple[float, ...]], seeds: tuple[int, ...],
@@ -176,11 +222,13 @@ def plot(points: dict[str, list[PathPoint]], selections: list[Selection], path: 
 
 @dataclass(frozen=True)
 class PathStudy:
-    """What a path experiment holds: its runs, its points per regularizer, each selection."""
+    """What a path experiment holds: its runs, its points per regularizer, each selection, the
+    calibration probes of its grids."""
 
     runs: pd.DataFrame
     points: dict[str, list[PathPoint]]
     selections: list[Selection]
+    calibrations: list  # calibrate.Calibration of each calibrated option (none if pinned)
 
 
 def read_path(experiment: str) -> PathStudy:
@@ -190,15 +238,37 @@ def read_path(experiment: str) -> PathStudy:
     best_val = query.best_values(list(recorded["run_id"]), SELECTED_ON)
     points = path_points(recorded, best_val)
     return PathStudy(recorded, points,
-                     [select(name, path) for name, path in points.items() if name != CONTROL])
+                     [select(name, path) for name, path in points.items() if name != CONTROL],
+                     calibrate.in_experiment(experiment))
 
 
 def write_report(study: PathStudy, out: Path, header: str = "") -> list[Path]:
     """path.md (after ``header``) and path.png in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     text = out / "path.md"
-    text.write_text(header + markdown(study.points, study.selections))
+    probes = calibrate.markdown(study.calibrations) + "\n" if study.calibrations else ""
+    text.write_text(header + probes + markdown(study.points, study.selections))
     return [text, plot(study.points, study.selections, out / "path.png")]
+
+
+def path_presets() -> list[str]:
+    """The experiment presets a path trains: conf/experiment/path_*.yaml."""
+    return [o for o in group_options("experiment") if o.startswith(PRESET_PREFIX)]
+
+
+def options_list(text: str) -> list[str]:
+    """``--regularizers a,b``: registered options with a penalty (argparse type)."""
+    from regbench import registry
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    for name in names:
+        try:
+            option = registry.get(name)
+        except ConfigError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        if option.target is None:
+            raise argparse.ArgumentTypeError(f"{name}: the control arm, which every path trains")
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("step", choices=("run", "report", "tuned"))
     parser.add_argument("preset", help="an experiment preset, e.g. path_mnist_small; also the "
                         "name of the MLflow experiment")
+    parser.add_argument("--regularizers", type=options_list, default=None,
+                        help="run: the options to train, comma-separated (default: the "
+                        "preset's pinned ones, else every built-in with a penalty)")
     parser.add_argument("--rule", choices=RULES, default="best", help="selection for tuned")
     rounds.add_schedule_arguments(parser)  # tuned: its rounds of fresh seeds
     parser.add_argument("--tracking-uri", default=None)
@@ -213,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="default: reports/<preset> (report), reports/<preset>-tuned (tuned)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
     args = parser.parse_intermixed_args(argv)
-    presets = [o for o in group_options("experiment") if o.startswith(PRESET_PREFIX)]
+    presets = path_presets()
     if args.step != "report" and args.preset not in presets:
         cli.fail(f"{args.step} {args.preset}: not a path preset; allowed are {', '.join(presets)}")
     if args.out and (reason := unwritable_folder(args.out)):
@@ -221,7 +294,14 @@ def main(argv: list[str] | None = None) -> int:
     extra = (*args.overrides,
              *([f"mlflow.tracking_uri={args.tracking_uri}"] if args.tracking_uri else []))
     if args.step == "run":
-        return cli.run_commands(train_commands(args.preset, GRIDS, SELECTION_SEEDS,
+        try:
+            found, calibrations = grids(args.preset, args.regularizers or default_options(
+                args.preset), extra, args.tracking_uri)
+        except (ConfigError, store.StoreError) as error:
+            cli.fail(str(error))
+        if calibrations:
+            print(calibrate.markdown(calibrations), file=sys.stderr)
+        return cli.run_commands(train_commands(args.preset, found, SELECTION_SEEDS,
                                                args.preset, extra))
 
     try:
@@ -238,14 +318,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"report: {paths[0].parent}/ (path.md, path.png), logged as run {run_id}")
         return 0
     tuned = f"{args.preset}-tuned"
-    grids = {s.regularizer: (s.chosen(args.rule).strength,) for s in study.selections}
+    chosen_grids = {s.regularizer: (s.chosen(args.rule).strength,) for s in study.selections}
     out = args.out or REPORTS_DIR / tuned
     out.mkdir(parents=True, exist_ok=True)
     chosen = selection_markdown(study.selections, args.rule)
     (out / "selection.md").write_text(header + chosen)
     print(chosen)
     return rounds.grow(
-        lambda seeds: train_commands(args.preset, grids, tuple(seeds), tuned, extra), tuned,
+        lambda seeds: train_commands(args.preset, chosen_grids, tuple(seeds), tuned, extra),
+        tuned,
         CONTROL, rounds.schedule_from(args), TUNED_SEED_START, out,
         cli.command_line(__spec__.name, argv), args.tracking_uri)
 

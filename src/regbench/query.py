@@ -32,8 +32,8 @@ class CompareError(RuntimeError):
 SEED_PARAMS = (record.PARAM_SEED, "data.split_seed")
 
 
-def _arm_neutral(param: str) -> bool:
-    return (param in SEED_PARAMS or param in record.RESULT_NEUTRAL_KEYS
+def _arm_neutral(param: str, neutral: set[str]) -> bool:
+    return (param in SEED_PARAMS or param in neutral
             or param.startswith(record.OPTIMIZER_PARAM_PREFIX))
 
 
@@ -53,13 +53,15 @@ def split_mixed_arms(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     params differ in anything but SEED_PARAMS and result-neutral keys become arms of their
     own, named by what differs: ``l2-0.0001 (trainer.optimizer=adam)``. Return the relabelled
     runs and one note per label split."""
-    params = [c for c in runs.columns
-              if c.startswith("params.") and not _arm_neutral(c.removeprefix("params."))]
+    params = [c for c in runs.columns if c.startswith("params.")]
     notes = []
     arm = runs["arm"].copy()
     for label, group in runs.groupby("arm", sort=False):
-        settings = group[params].fillna("unset")
-        differing = [c for c in params if settings[c].nunique() > 1]
+        first = {c.removeprefix("params."): group[c].iloc[0] for c in params}
+        neutral = record.result_neutral_keys(first)
+        settings = group[[c for c in params if not _arm_neutral(
+            c.removeprefix("params."), neutral)]].fillna("unset")
+        differing = [c for c in settings.columns if settings[c].nunique() > 1]
         if not differing:
             continue
         named = settings[differing].apply(
@@ -88,8 +90,8 @@ def newest_per_seed(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 def fetch_runs(experiment: str, filter_string: str | None) -> RecordedRuns:
     """FINISHED runs of ``experiment`` matching ``filter_string``, with columns ``arm`` and
     ``seed`` added, each arm one configuration (``split_mixed_arms``) and one run per seed
-    (``newest_per_seed``); sweep parent runs are left out. Raises CompareError when there is
-    nothing."""
+    (``newest_per_seed``); sweep parent runs and calibration probes are left out. Raises
+    CompareError when there is nothing."""
     import mlflow
 
     found = mlflow.get_experiment_by_name(experiment)
@@ -114,6 +116,9 @@ def fetch_runs(experiment: str, filter_string: str | None) -> RecordedRuns:
     sweep_column = f"tags.{record.TAG_SWEEP}"
     if sweep_column in runs:  # a sweep's parent run summarises its children; it is not one
         runs = runs[runs[sweep_column] != record.SWEEP_PARENT]
+    probe_column = f"tags.{record.TAG_CALIBRATION}"
+    if probe_column in runs:  # a grid's calibration probe trains no run to compare
+        runs = runs[runs[probe_column].isna()]
     arm_column = f"tags.{record.TAG_ARM}"
     if arm_column not in runs or runs[arm_column].isna().all():
         raise CompareError(f"the runs of '{experiment}' have no tag {record.TAG_ARM}: they were "

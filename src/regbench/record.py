@@ -18,7 +18,7 @@ A training run records (docs/architecture.md, "The run record"):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 # statuses (MLflow's RunStatus names)
 FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
@@ -39,6 +39,17 @@ RESULT_NEUTRAL_KEYS = (  # keys that do not change what a run computes: left out
     "mlflow.tracking_uri", "mlflow.experiment_name", "data.dir", "trainer.verbose",
     "trainer.threads", "rerun",
 )
+PARAM_KERNEL, PARAM_WEIGHT = "regularizer.kernel", "regularizer.weight"
+
+
+def result_neutral_keys(params: Mapping[str, str]) -> set[str]:
+    """The keys of a flattened config (a run's params) that do not change what it computes:
+    RESULT_NEUTRAL_KEYS, and ``regularizer.weight`` when there is no kernel (``none`` takes a
+    weight, so that one sweep can cross every option with one weight list, and ignores it)."""
+    unused = {PARAM_WEIGHT} if params.get(PARAM_KERNEL) == "None" else set()
+    return set(RESULT_NEUTRAL_KEYS) | unused
+
+
 RUN_TAGS = (TAG_REGULARIZER, TAG_MODEL, TAG_DATA, TAG_SEED, TAG_GIT_COMMIT, TAG_DATA_SHA256,
             TAG_ARM, TAG_HOST, TAG_PID, TAG_CONFIG_HASH)
 TAG_ERROR_TYPE, TAG_ERROR_MESSAGE = "error_type", "error_message"  # FAILED runs
@@ -46,6 +57,10 @@ TAG_FAILURE, FAILURE_NAN_LOSS = "failure", "nan_loss"  # a diverged run
 TAG_KILLED_BY = "killed_by"  # closed by ``regbench-runs --stale --mark-killed``
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
+
+# a strength grid's calibration probe, logged in the path's experiment (regbench.calibrate):
+# the tag holds the option probed; such a run trains nothing a comparison reads
+TAG_CALIBRATION = "calibration"
 
 # sweeps: the parent run of a multirun
 TAG_SWEEP, SWEEP_PARENT, TAG_SWEEP_DIR, TAG_LAUNCHER = "sweep", "parent", "sweep_dir", "launcher"

@@ -123,28 +123,3 @@ class ElasticNet(keras.regularizers.L1L2):
 
     def get_config(self):
         return {"weight": self.weight, "l1_ratio": self.l1_ratio}
-
-
-STRENGTH_ARGUMENTS = {  # regularizer class -> the get_config() keys that set its strength
-    keras.regularizers.L1: ("l1",),
-    keras.regularizers.L2: ("l2",),
-    keras.regularizers.OrthogonalRegularizer: ("factor",),
-    RedundancyRegularizer: ("weight",),
-    ElasticNet: ("weight", "l1_ratio"),
-}
-"""Also the allowlist of what a config may instantiate (``regularizer.kernel._target_``)."""
-
-
-def target_name(cls: type) -> str:
-    """The ``_target_`` string of a regularizer class, as the configs write it."""
-    module = "keras.regularizers" if cls.__module__.startswith("keras") else cls.__module__
-    return f"{module}.{cls.__name__}"
-
-
-def strengths(regularizer: keras.regularizers.Regularizer | None) -> list[float]:
-    """The strength arguments a regularizer really applies, read from its ``get_config()``
-    (empty for no regularizer)."""
-    if regularizer is None:
-        return []
-    config = regularizer.get_config()
-    return [float(config[key]) for key in STRENGTH_ARGUMENTS[type(regularizer)]]

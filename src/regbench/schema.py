@@ -2,9 +2,11 @@
 
 ``RegbenchConfig`` is registered in Hydra's ConfigStore as ``regbench_schema``, the first entry
 of ``conf/config.yaml``'s defaults, so Hydra refuses unknown keys and wrong types while it
-composes. Every default lives in the YAML files of ``conf/`` only: a field the YAML sets is
-``MISSING`` here (a test checks that no default is written twice); ``None`` marks an optional
-key that only some options set (the synthetic data's ``n_train``, ...).
+composes. Every default lives in the YAML files of ``conf/`` only, and those of the regularizer
+options in ``regbench.registry``, which importing this module loads (it stores each option's
+node in the ConfigStore): a field they set is ``MISSING`` here (a test checks that no default
+is written twice); ``None`` marks an optional key that only some options set (the synthetic
+data's ``n_train``, ...).
 """
 
 from __future__ import annotations
@@ -26,10 +28,6 @@ OPTIMIZERS = ("adam", "adamw", "fused_adam", "rmsprop", "sgd")  # models.make_op
 VERBOSITY = ("auto", "0", "1", "2")
 VALIDATE_ON = ("val", "test")
 
-REGULARIZER_TARGETS = (  # what regularizer.kernel._target_ may instantiate (and nothing else)
-    "keras.regularizers.L1", "keras.regularizers.L2", "keras.regularizers.OrthogonalRegularizer",
-    "regbench.regularizers.RedundancyRegularizer", "regbench.regularizers.ElasticNet",
-)
 SEED_RANGE = (0, 2**32 - 1)  # what numpy's and TensorFlow's seeding accept
 # the width of the name column of MLflow's SQL experiments table (PostgreSQL enforces it)
 EXPERIMENT_NAME_MAX = 256
@@ -42,6 +40,10 @@ ALLOWED = {  # key -> the values it allows
     "trainer.monitor": MONITORED,
     "trainer.verbose": VERBOSITY,
 }
+
+
+class ConfigError(ValueError):
+    """A configuration value is not allowed; the message is one line naming the key."""
 
 
 @dataclass
@@ -108,17 +110,21 @@ class RegbenchConfig:
 ConfigStore.instance().store(name=SCHEMA_NAME, node=RegbenchConfig)
 
 
-def regularizer_keys(name: str) -> dict[str, Any] | None:
-    """The keys of regularizer option ``name`` (conf/regularizer/<name>.yaml) as a tree of
-    key -> None, or a subtree for a node (``kernel``); None when there is no such option."""
-    from omegaconf import OmegaConf
+def group_options(group: str) -> list[str]:
+    """The option names of a config group: the YAML files in conf/<group>/ and, for the
+    regularizer group, every registered option (``regbench.registry``, the user's included)."""
+    files = {path.stem for path in (CONF_DIR / group).glob("*.yaml")}
+    return sorted(files | set(registry.names()) if group == registry.GROUP else files)
 
-    path = CONF_DIR / "regularizer" / f"{name}.yaml"
-    if not path.exists():
-        return None
 
+def regularizer_keys(name: str) -> dict[str, Any]:
+    """The keys of regularizer option ``name`` as a tree of key -> None, or a subtree for a
+    node (``kernel``). Raises ConfigError when there is no such option."""
     def keys(node):
         return {key: keys(value) if isinstance(value, dict) else None
-                for key, value in node.items() if key != "defaults"}
+                for key, value in node.items()}
 
-    return keys(OmegaConf.to_container(OmegaConf.load(path), resolve=False))
+    return keys(registry.get(name).node())
+
+
+from regbench import registry  # noqa: E402  (registers the regularizer options; needs ConfigError)

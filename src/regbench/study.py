@@ -42,11 +42,14 @@ SEQUENTIAL_REPORT = "sequential.md"
 
 @dataclass
 class Tracked:
-    """One comparison of the study (an arm against the reference on one metric), over the
-    looks taken so far."""
+    """One comparison of the study (an arm against a reference on one metric), over the looks
+    taken so far; ``label`` names it in reports (the arm, or "arm vs reference" when the study
+    has several references)."""
 
     arm: str
+    reference: str
     metric: str
+    label: str
     looks: list[sequential.Look] = field(default_factory=list)
 
     @property
@@ -59,30 +62,41 @@ class Tracked:
         return bool(self.looks) and self.final.decided
 
 
-def look_at(runs: pd.DataFrame, reference: str, margins: dict[str, float],
-            comparisons: dict[tuple[str, str], Tracked]) -> None:
-    """One look: every arm against ``reference`` on ``runs`` (those of the look's seeds),
-    appended to ``comparisons`` unless the comparison was decided at an earlier look."""
-    arms = sorted(runs["arm"].unique())
-    reference = resolve_reference(reference, arms)
-    family = (len(arms) - 1) * len(TESTED)
-    control = runs[runs["arm"] == reference]
-    for arm in arms:
-        if arm == reference:
-            continue
-        group = runs[runs["arm"] == arm]
-        for metric, higher in TESTED.items():
-            entry = comparisons.setdefault((arm, metric), Tracked(arm, metric))
-            if not entry.decided:
-                entry.looks.append(sequential.decide(metric, by_seed(group, metric),
-                                                     by_seed(control, metric), higher,
-                                                     margins[metric], max(family, 1)))
+def arm_name(label: str) -> str:
+    """The regularizer of an arm label: ``l2-1e-05`` -> ``l2``."""
+    return label.split("-")[0]
+
+
+def look_at(runs: pd.DataFrame, references: tuple[str, ...], margins: dict[str, float],
+            comparisons: dict[tuple[str, str, str], Tracked],
+            arms: tuple[str, ...] | None = None) -> None:
+    """One look: every arm (those named in ``arms``, default all but the references) against
+    each of ``references`` on ``runs`` (those of the look's seeds), appended to
+    ``comparisons`` unless the comparison was decided at an earlier look. The family the
+    multiplicity control covers is every such comparison on every metric of TESTED."""
+    labels = sorted(runs["arm"].unique())
+    chosen = [resolve_reference(reference, labels) for reference in references]
+    compared = [arm for arm in labels if arm not in chosen
+                and (arms is None or arm_name(arm) in arms)]
+    family = len(compared) * len(chosen) * len(TESTED)
+    for reference in chosen:
+        control = runs[runs["arm"] == reference]
+        for arm in compared:
+            group = runs[runs["arm"] == arm]
+            label = arm if len(chosen) == 1 else f"{arm} vs {reference}"
+            for metric, higher in TESTED.items():
+                entry = comparisons.setdefault((arm, reference, metric),
+                                               Tracked(arm, reference, metric, label))
+                if not entry.decided:
+                    entry.looks.append(sequential.decide(
+                        metric, by_seed(group, metric), by_seed(control, metric), higher,
+                        margins[metric], max(family, 1)))
 
 
 def look_line(number: int, seeds: int, comparisons: list[Tracked], last: bool) -> str:
     """What a look decided and what goes on, in one line."""
     decided = sum(c.decided for c in comparisons)
-    parts = [f"{c.arm} {report.HEADERS[c.metric]} {c.final.decision} "
+    parts = [f"{c.label} {report.HEADERS[c.metric]} {c.final.decision} "
              f"[{c.final.low:+.4f}, {c.final.high:+.4f}]" for c in comparisons]
     going = ("all decided: the study stops" if decided == len(comparisons) else
              "budget reached: the study stops" if last else "going on")
@@ -112,7 +126,7 @@ def markdown(comparisons: list[Tracked], schedule: sequential.Schedule, start: i
                    else final.decision)
         why = ("decided" if final.decided else sequential.BUDGET if stopped else
                "not yet: the study goes on")
-        lines.append(f"| {c.arm} | {report.HEADERS[c.metric]} | "
+        lines.append(f"| {c.label} | {report.HEADERS[c.metric]} | "
                      f"{', '.join(str(look.seeds) for look in c.looks[:c.looks.index(final) + 1])}"
                      f" | {final.seeds} | {final.estimate:+.4f} | "
                      f"[{final.low:+.4f}, {final.high:+.4f}] | {verdict} | {why} |")
@@ -121,12 +135,20 @@ def markdown(comparisons: list[Tracked], schedule: sequential.Schedule, start: i
 
 def grow(commands: Callable[[range], list[list[str]]], experiment: str, reference: str,
          schedule: sequential.Schedule, start: int, out: Path, command: str,
-         tracking_uri: str | None, margins: dict[str, float] | None = None) -> int:
+         tracking_uri: str | None, margins: dict[str, float] | None = None,
+         versus: tuple[str, ...] = (), arms: tuple[str, ...] | None = None,
+         on_stop: Callable[[list[Tracked], pd.DataFrame], None] | None = None) -> int:
     """Train ``commands(seeds)`` look by look and decide, as the module's docstring says;
-    write the reports into ``out``. Returns the worst exit code of the training (130 at once
-    on an interrupt), else 0."""
+    write the reports into ``out``. The comparisons: each arm (of the regularizers named in
+    ``arms``, default every arm) against ``reference`` and each of ``versus`` (arm labels or
+    regularizer names); runs of other arms in the experiment are left out. ``on_stop(comparisons,
+    runs)`` is called when the study stops (not on an interrupt) with the comparisons and the
+    runs of the last look. Returns the worst exit code of the training (130 at once on an
+    interrupt), else 0."""
     margins = {**DEFAULT_MARGINS, **(margins or {})}
-    comparisons: dict[tuple[str, str], Tracked] = {}
+    references = (reference, *versus)
+    kept = None if arms is None else {*arms, *map(arm_name, references)}
+    comparisons: dict[tuple[str, str, str], Tracked] = {}
     looks = schedule.looks()
     worst = 0
     out.mkdir(parents=True, exist_ok=True)
@@ -138,8 +160,9 @@ def grow(commands: Callable[[range], list[list[str]]], experiment: str, referenc
         worst = max(worst, code)
         store.connect(tracking_uri, create=False)
         runs = query.fetch_runs(experiment, None).runs
-        used = runs[runs["seed"].isin(list(seeds))]
-        look_at(used, reference, margins, comparisons)
+        used = runs[runs["seed"].isin(list(seeds)) & (
+            True if kept is None else runs["arm"].map(arm_name).isin(kept))]
+        look_at(used, references, margins, comparisons, arms)
         ordered = list(comparisons.values())
         stopped = all(c.decided for c in ordered) or number == len(looks)
         print(look_line(number, n, ordered, number == len(looks)), file=sys.stderr, flush=True)
@@ -152,6 +175,8 @@ def grow(commands: Callable[[range], list[list[str]]], experiment: str, referenc
     compare.main(["--experiment", experiment, "--reference", reference, "--out", str(out),
                   "--filter", f"attributes.run_id IN ({ids})",
                   *(["--tracking-uri", tracking_uri] if tracking_uri else [])])
+    if on_stop:
+        on_stop(ordered, used)
     return worst
 
 

@@ -42,15 +42,16 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 def config_hash(cfg) -> str:
-    """sha256 (first 16 hex digits) of the resolved config as sorted JSON, without the keys in
-    ``record.RESULT_NEUTRAL_KEYS``: two runs with the same hash compute the same thing."""
+    """sha256 (first 16 hex digits) of the resolved config as sorted JSON, without its
+    ``record.result_neutral_keys``: two runs with the same hash compute the same thing."""
     import hashlib
     import json
 
     from omegaconf import OmegaConf
 
     flat = flatten(OmegaConf.to_container(cfg, resolve=True))
-    kept = {key: value for key, value in flat.items() if key not in record.RESULT_NEUTRAL_KEYS}
+    neutral = record.result_neutral_keys(flat)
+    kept = {key: value for key, value in flat.items() if key not in neutral}
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
 

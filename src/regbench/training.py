@@ -105,17 +105,6 @@ def _log_plots(history: dict[str, list[float]], arm: str, probs, labels) -> None
         mlflow.log_artifacts(folder, artifact_path=record.PLOTS_DIR)
 
 
-def kernel_arguments(kernel: DictConfig | None) -> dict | None:
-    """The regularizer's ``kernel`` node, resolved, with integer arguments as floats: every
-    strength is a float, and a command line's ``regularizer.weight=1`` arrives as an int, which
-    TensorFlow refuses to multiply with a float kernel (OrthogonalRegularizer)."""
-    if kernel is None:
-        return None
-    arguments = OmegaConf.to_container(kernel, resolve=True)
-    return {key: float(value) if type(value) is int else value
-            for key, value in arguments.items()}
-
-
 def train_and_evaluate(cfg: DictConfig, parent_run_id: str | None = None,
                        threads: int | None = None,
                        stop_requested: Callable[[], str | None] = lambda: None) -> RunResult:
@@ -133,19 +122,19 @@ def train_and_evaluate(cfg: DictConfig, parent_run_id: str | None = None,
     validate(cfg)
     import mlflow
     import numpy as np
-    from hydra.utils import instantiate
 
-    from regbench import data, store, tracking
+    from regbench import data, registry, store, tracking
     from regbench.callbacks import EpochMetricsCallback, training_callbacks
     from regbench.models import build_mlp, compile_classifier, inference_copy
-    from regbench.regularizers import strengths
 
+    penalty = registry.build(cfg.regularizer)
+    registry.check(cfg.regularizer.name, penalty)
     splits = data.load(cfg.data, split_seed=cfg.data.split_seed)
     experiment_id = store.use_store(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
     configure_tensorflow(cfg.seed, cfg.trainer.deterministic, cfg.trainer.threads or threads)
-    kernel = kernel_arguments(cfg.regularizer.kernel)
-    arm = record.arm_label(cfg.regularizer.name, strengths(instantiate(kernel)))
-    model = compile_classifier(build_mlp(cfg.model, lambda: instantiate(kernel)), cfg.trainer)
+    arm = record.arm_label(cfg.regularizer.name, registry.strengths(cfg.regularizer.name, penalty))
+    model = compile_classifier(build_mlp(cfg.model, lambda: registry.build(cfg.regularizer)),
+                               cfg.trainer)
     verbose = _verbosity(cfg.trainer.verbose)
     logger = EpochMetricsCallback()
     callbacks, early_stop = training_callbacks(cfg.trainer, verbose, logger=logger,

@@ -2,8 +2,8 @@
 
 ``validate(cfg)`` raises ``ConfigError`` with one line ``<key>=<value>: <what is allowed>`` for:
 keys outside the schema (also those added with ``+``); a regularizer whose keys are not exactly
-its option's (a preset's leftover strength included) or whose kernel would instantiate anything
-but an allowed regularizer class; names, ranges and finiteness; splits that would be empty; a
+its option's (a preset's leftover strength included) or whose kernel names another class than
+its option's (``regbench.registry``); names, ranges and finiteness; splits that would be empty; a
 batch larger than the training set; a model too large for this machine's memory; an
 experiment name that is blank or too long for the store.
 """
@@ -18,14 +18,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from regbench import schema
-from regbench.locations import group_options
+from regbench import registry, schema
+from regbench.schema import ConfigError
 
 BYTES_PER_WEIGHT = 16  # float32 weight, its gradient and Adam's two moments
-
-
-class ConfigError(ValueError):
-    """A configuration value is not allowed; the message is one line naming the key."""
 
 
 def require(ok: bool, key: str, value: Any, allowed: str) -> None:
@@ -68,29 +64,27 @@ def _check_keys(node: Any, expected: dict, key: str, option: str) -> None:
 
 def _check_regularizer(cfg: DictConfig) -> None:
     regularizer = cfg.regularizer
-    names = group_options("regularizer")
     name = regularizer.get("name")
-    expected = schema.regularizer_keys(str(name)) if name in names else None
-    require(expected is not None, "regularizer.name", name, f"allowed are {', '.join(names)}")
-    _check_keys(regularizer, expected, "regularizer", name)
+    option = registry.get(str(name))
+    _check_keys(regularizer, schema.regularizer_keys(option.name), "regularizer", name)
     for key, value in regularizer.items():
         if key not in ("name", "kernel"):
             require(_number(value) and value >= 0, f"regularizer.{key}", value,
                     "must be a finite number >= 0")
-    require(regularizer.get("l1_ratio", 0) <= 1, "regularizer.l1_ratio",
-            regularizer.get("l1_ratio"), "must be in [0, 1]")
     kernel = regularizer.kernel
+    target = None if kernel is None else kernel.get("_target_")
+    require(target == option.target, "regularizer.kernel._target_", target,
+            f"option {name} instantiates {option.target or 'nothing (kernel: null)'} only")
     if kernel is None:
         return
-    target = kernel.get("_target_")
-    require(target in schema.REGULARIZER_TARGETS, "regularizer.kernel._target_", target,
-            "only regularizer classes may be instantiated: "
-            + ", ".join(schema.REGULARIZER_TARGETS))
     for key, value in OmegaConf.to_container(kernel, resolve=True).items():
         require(isinstance(value, (int, float, str, bool)), f"regularizer.kernel.{key}", value,
                 "must be a number or a string")
-    require(kernel.get("mode", "rows") in ("rows", "columns"), "regularizer.kernel.mode",
-            kernel.get("mode"), "allowed are rows, columns")
+    if option.builtin:  # what the built-in classes' constructors would refuse, said by key
+        require(regularizer.get("l1_ratio", 0) <= 1, "regularizer.l1_ratio",
+                regularizer.get("l1_ratio"), "must be in [0, 1]")
+        require(kernel.get("mode", "rows") in ("rows", "columns"), "regularizer.kernel.mode",
+                kernel.get("mode"), "allowed are rows, columns")
 
 
 def _check_data(cfg: DictConfig) -> int:

@@ -1,0 +1,56 @@
+"""Calibrated strength grids: the formula, the refusal when a share does not grow, and the
+command that puts a pinned preset's grids beside the calibrated ones."""
+
+import math
+
+import pytest
+
+from helpers import sqlite_uri
+from regbench import calibrate, path, record
+from regbench.calibrate import Calibration, CalibrationError, grid_from
+
+
+def test_a_linear_share_gives_a_grid_from_a_thousandth_to_ten():
+    grid = grid_from("l2", (1e-4, 1e-3), (0.02, 0.2))  # share = 200 * weight
+    assert len(grid) == calibrate.GRID_POINTS
+    assert grid[0] == pytest.approx(1e-3 / 200) and grid[-1] == pytest.approx(10 / 200)
+    ratios = [b / a for a, b in zip(grid, grid[1:])]
+    assert all(r == pytest.approx(10 ** 0.8, rel=0.05) for r in ratios)  # log-spaced, 2 digits
+
+
+def test_a_share_that_grows_as_the_square_is_interpolated_in_log_log():
+    grid = grid_from("mine", (1.0, 10.0), (1e-2, 1.0))  # share = 0.01 * weight^2
+    shares = [1e-2 * w ** 2 for w in grid]  # off by the rounding to two digits, squared
+    assert shares[0] == pytest.approx(1e-3, rel=0.05) and shares[-1] == pytest.approx(10,
+                                                                                    rel=0.05)
+    c = Calibration("mine", "p", (1.0, 10.0), (1e-2, 1.0), 300, 1.0, grid)
+    assert c.exponent == pytest.approx(2) and not c.linear
+
+
+@pytest.mark.parametrize("shares", [(0.0, 0.0), (0.5, 0.5), (0.5, 0.1)])
+def test_a_share_that_does_not_grow_cannot_be_calibrated(shares):
+    with pytest.raises(CalibrationError, match=r"^regularizer=mine: its gradient share does "
+                       r"not grow with its strength .*pin one$"):
+        grid_from("mine", (1.0, 10.0), shares)
+
+
+def test_the_command_probes_every_builtin_and_shows_a_pinned_grid_beside(tmp_path):
+    """On synthetic data: one probe per built-in, logged in the preset's experiment (and
+    left out of its path's runs), the pinned grid beside the calibrated one."""
+    import mlflow
+
+    uri = sqlite_uri(tmp_path)
+    assert calibrate.main(["path_mnist_small", "--tracking-uri", uri, "--out", str(tmp_path),
+                           "data=synthetic", "model=mlp_small", "trainer=smoke"]) == 0
+    text = (tmp_path / "calibration.md").read_text()
+    for option, grid in path.PINNED_GRIDS["path_mnist_small"].items():
+        row = next(line for line in text.splitlines() if line.startswith(f"| {option} | "
+                                                                            f"{grid[0]:g} ("))
+        assert row.count("(") >= 2 * len(grid)
+    mlflow.set_tracking_uri(uri)
+    probes = mlflow.search_runs(experiment_names=["path_mnist_small"])
+    assert sorted(probes[f"tags.{record.TAG_CALIBRATION}"]) == sorted(
+        path.PINNED_GRIDS["path_mnist_small"])
+    found = calibrate.in_experiment("path_mnist_small")
+    assert [c.option for c in found] == sorted(path.PINNED_GRIDS["path_mnist_small"])
+    assert all(math.isclose(c.exponent, 1, abs_tol=calibrate.LINEAR) for c in found)

@@ -1,0 +1,200 @@
+"""The regularizer registry: built-ins as before (arm labels, config hashes), a user's class
+from a file of their own, and every way registering or using one can go wrong (one line)."""
+
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import PROJECT_ROOT, sqlite_uri
+from helpers import compose as composed
+from regbench import query, record, registry
+from regbench.overrides import check_overrides
+from regbench.schema import ConfigError, group_options
+from regbench.tracking import config_hash
+
+EXAMPLE = PROJECT_ROOT / "examples" / "soft_orthogonal.py"
+
+# config hash of the default config with each option (and weight 0.5), as computed before the
+# registry replaced conf/regularizer/*.yaml: runs recorded then are still found and compared
+HASHES_BEFORE_THE_REGISTRY = {
+    ("custom",): "9f339983e9174463", ("custom", "0.5"): "29b52a3381bcdfa4",
+    ("custom_columns",): "7481d69ea395d4b1", ("custom_columns", "0.5"): "10620111f567b168",
+    ("l1",): "8443a59009f96071", ("l1", "0.5"): "4b8c4e16fdbe7aad",
+    ("l1_l2",): "2892f99d6a322a29", ("l1_l2", "0.5"): "f78645bbb15a9fb2",
+    ("l1_l2_exercise",): "6fc264c308cd3f99", ("l1_l2_exercise", "0.5"): "f78645bbb15a9fb2",
+    ("l2",): "019198ed5ce518e4", ("l2", "0.5"): "988f95834e8b9583",
+    ("none",): "881f922e48f7395e",
+    ("orthogonal",): "74893929d3558c8c", ("orthogonal", "0.5"): "1ea8b48926041e7e",
+}
+
+
+@pytest.mark.parametrize("key", HASHES_BEFORE_THE_REGISTRY, ids="-".join)
+def test_the_builtins_keep_their_config_hashes(key):
+    option, *weight = key
+    cfg = composed(f"regularizer={option}", *(f"regularizer.weight={w}" for w in weight))
+    assert config_hash(cfg) == HASHES_BEFORE_THE_REGISTRY[key]
+
+
+def test_none_takes_a_weight_and_ignores_it():
+    """Its hash is the one without a weight, and runs of none at two weights are one arm."""
+    for weight in ("0", "1e-3", "7"):
+        cfg = composed("regularizer=none", f"regularizer.weight={weight}")
+        assert config_hash(cfg) == HASHES_BEFORE_THE_REGISTRY[("none",)]
+    runs = pd.DataFrame({"arm": ["none"] * 3, "seed": [0, 1, 2],
+                         "params.regularizer.kernel": ["None"] * 3,
+                         "params.regularizer.weight": [np.nan, "0.0", "0.001"]})
+    assert query.split_mixed_arms(runs)[1] == []
+    l2 = runs.assign(arm="l2", **{"params.regularizer.kernel": "{...}"})
+    assert query.split_mixed_arms(l2)[1]  # a weight that is used still splits an arm
+
+
+def test_the_built_in_option_list_is_the_registry():
+    assert set(group_options("regularizer")) == set(registry.names()) | {"l1_l2_exercise"}
+    assert [path.stem for path in (PROJECT_ROOT / "conf" / "regularizer").glob("*.yaml")] == [
+        "l1_l2_exercise"]
+
+
+@pytest.mark.parametrize("option", registry.names())
+def test_every_builtin_passes_the_checks_a_users_class_must_pass(option):
+    cfg = composed(f"regularizer={option}", "regularizer.weight=0.01")
+    registry.check(option, registry.build(cfg.regularizer))
+
+
+def test_the_example_computes_its_formula(plugin):
+    plugin(EXAMPLE)
+    import tensorflow as tf
+
+    cls = registry.get("soft_orthogonal").regularizer_class()
+    w = np.random.default_rng(0).normal(size=(12, 5)).astype(np.float32)
+    expected = 0.3 * np.sum((w.T @ w - np.eye(5)) ** 2)
+    assert float(cls(weight=0.3)(tf.constant(w))) == pytest.approx(expected, rel=1e-5)
+    orthonormal = np.linalg.qr(w)[0]  # 12 x 5 with orthonormal columns: no penalty
+    assert float(cls(weight=0.3)(tf.constant(orthonormal))) == pytest.approx(0, abs=1e-5)
+
+
+def test_a_users_file_makes_an_option_that_trains_and_is_labelled(plugin, tmp_path):
+    from regbench.training import train_and_evaluate
+
+    plugin(EXAMPLE)
+    overrides = ["regularizer=soft_orthogonal", "regularizer.weight=1e-3", "data=synthetic",
+                 "trainer=smoke", f"mlflow.tracking_uri={sqlite_uri(tmp_path)}"]
+    check_overrides(overrides)
+    result = train_and_evaluate(composed(*overrides))
+    assert result.arm == "soft_orthogonal-0.001"
+    assert np.isfinite(result.metrics[record.TEST_ACCURACY])
+
+
+GOOD_CLASS = """
+    import keras
+    from keras import ops
+    from regbench.registry import regularizer
+
+    class Mine(keras.regularizers.Regularizer):
+        def __init__(self, weight=0.1):
+            self.weight = weight
+        def __call__(self, w):
+            return self.weight * ops.sum(ops.square(w))
+        def get_config(self):
+            return {"weight": self.weight}
+"""
+
+REFUSED = {  # what the file adds to GOOD_CLASS, the overrides, the start of the one line
+    "not a keras regularizer": ("regularizer('bad')(dict)", ["regularizer=l2"],
+                                "regularizer bad: <class 'dict'> is not a keras.regularizers"),
+    "strength not taken": ("regularizer('mine', strength='lam')(Mine)", ["regularizer=l2"],
+                           "regularizer mine: Mine takes no argument 'lam'; its arguments are "
+                           "weight"),
+    "registered twice": ("regularizer('l2')(Mine)", ["regularizer=l2"],
+                         "regularizer l2: registered twice (already keras.regularizers.L2)"),
+    "unknown name": ("regularizer('mine')(Mine)", ["regularizer=mien"],
+                     "regularizer=mien: unknown option; allowed are custom, custom_columns"),
+    "negative strength": ("regularizer('mine')(Mine)", ["regularizer=mine",
+                                                          "regularizer.weight=-1"],
+                          "regularizer.weight=-1: must be a finite number >= 0"),
+    "non-finite strength": ("regularizer('mine')(Mine)", ["regularizer=mine",
+                                                            "regularizer.weight=nan"],
+                            "regularizer.weight=nan: must be a finite number >= 0"),
+    "a vector": ("Mine.__call__ = lambda self, w: ops.sum(w, axis=0)\n"
+                 "regularizer('mine')(Mine)", ["regularizer=mine"],
+                 "regularizer=mine: Mine fails the check 'scalar': it returned shape (8,)"),
+    "another dtype": ("Mine.__call__ = lambda self, w: ops.cast(ops.sum(w), 'float64')\n"
+                      "regularizer('mine')(Mine)", ["regularizer=mine"],
+                      "regularizer=mine: Mine fails the check 'dtype'"),
+    "no gradient": ("Mine.__call__ = lambda self, w: ops.convert_to_tensor(1.0)\n"
+                    "regularizer('mine')(Mine)", ["regularizer=mine"],
+                    "regularizer=mine: Mine fails the check 'gradient'"),
+    "not finite": ("Mine.__call__ = lambda self, w: ops.sum(w) / 0.0\n"
+                   "regularizer('mine')(Mine)", ["regularizer=mine"],
+                   "regularizer=mine: Mine fails the check 'finite'"),
+    "config lost": ("Mine.get_config = lambda self: {}\nregularizer('mine')(Mine)",
+                    ["regularizer=mine"], "regularizer=mine: Mine fails the check 'config round "
+                    "trip': get_config() has no weight"),
+    "config wrong": ("Mine.get_config = lambda self: {'weight': 0.1}\n"
+                     "regularizer('mine')(Mine)", ["regularizer=mine", "regularizer.weight=0.5"],
+                     "regularizer=mine: Mine fails the check 'config round trip': "
+                     "from_config(get_config()) gives"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_what_a_users_file_gets_wrong_is_refused_in_one_line(case, plugin):
+    addition, overrides, message = REFUSED[case]
+    plugin(textwrap.dedent(GOOD_CLASS) + addition + "\n")
+    with pytest.raises(ConfigError) as error:
+        check_overrides(overrides)
+    assert str(error.value).startswith(message), str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_a_file_that_does_not_import_is_named_with_its_errors_last_line(plugin):
+    path = plugin("import keras\nraise RuntimeError('first line\\nthe last line')\n")
+    with pytest.raises(ConfigError, match=(
+            f"^REGBENCH_PLUGINS={path}: does not import: RuntimeError: the last line$")):
+        check_overrides(["regularizer=l2"])
+
+
+def test_the_command_refuses_a_bad_class_before_anything_exists(plugin, tmp_path, monkeypatch,
+                                                                  capsys):
+    """exit 2, one line, no store, no output folder: the check runs before Hydra."""
+    from regbench import train as train_command
+
+    plugin(textwrap.dedent(GOOD_CLASS) + "Mine.get_config = lambda self: {}\n"
+           "regularizer('mine')(Mine)\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for multirun in ([], ["-m"]):
+        monkeypatch.setattr("sys.argv", ["regbench.train", *multirun, "regularizer=mine",
+                                         "regularizer.weight=0.3,0.4" if multirun else
+                                         "regularizer.weight=0.3", "data=synthetic",
+                                         f"mlflow.tracking_uri={sqlite_uri(work)}"])
+        with pytest.raises(SystemExit) as exit_:
+            train_command.main()
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and len(lines) == 1, lines
+        assert "fails the check 'config round trip'" in lines[0]
+        assert list(work.iterdir()) == []
+
+
+def test_an_installed_packages_entry_point_registers_its_options(plugin, tmp_path,
+                                                                  monkeypatch):
+    """The group ``regbench.regularizers`` as an installed package declares it (pyproject's
+    ``[project.entry-points."regbench.regularizers"]``): loading the entry point registers."""
+    from importlib.metadata import EntryPoint
+
+    plugin("")  # no file; the registry and Hydra's group are restored after the test
+    (tmp_path / "their_package.py").write_text(textwrap.dedent(GOOD_CLASS)
+                                               + "regularizer('theirs')(Mine)\n")
+    (tmp_path / "broken_package.py").write_text("raise ImportError('no module named foo')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    points = [EntryPoint("theirs", "their_package", registry.ENTRY_POINT_GROUP)]
+    monkeypatch.setattr(registry, "entry_points", lambda group: points)
+    check_overrides(["regularizer=theirs", "regularizer.weight=0.2"])
+    assert registry.get("theirs").target == "their_package.Mine"
+    points.append(EntryPoint("broken", "broken_package:Thing", registry.ENTRY_POINT_GROUP))
+    registry.load.cache_clear()
+    with pytest.raises(ConfigError, match=r"^entry point broken \(broken_package:Thing\) of "
+                       r"group regbench.regularizers: does not import: ImportError: no module"):
+        check_overrides(["regularizer=l2"])
