@@ -2,15 +2,16 @@
 # the first run that uses it (make data fetches it ahead).
 # Any key=value on the make line is a Hydra override: `make train regularizer=custom seed=3`.
 # Make-only variables (not passed to Hydra): ARGS (extra arguments), PY, max_seeds, quick, port,
-# pg_port, run, image, preset, rule, plugin (a Python file that registers regularizers: every
-# command of this make line, and the jobs they start, can use them).
+# pg_port, run, image, preset, rule, regularizers (make path: the options to train), plugin (a
+# Python file that registers regularizers: every command of this make line, and the jobs they
+# start, can use them).
 
 PY ?= python3.11
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MNIST := data/mnist.npz
-MAKE_ONLY := ARGS PY max_seeds quick port pg_port run image preset rule plugin
+MAKE_ONLY := ARGS PY max_seeds quick port pg_port run image preset rule plugin regularizers
 ifdef plugin
 export REGBENCH_PLUGINS := $(abspath $(plugin))
 endif
@@ -78,7 +79,8 @@ exercise: $(STAMP) ## the L1/L2 exercise: l1_l2 at 1e-3 each, L1 alone and L2 al
 		$(EXERCISE_TARGETS) $(ARGS)
 
 path: $(STAMP) ## strength path preset=path_mnist_small|path_fashion_small|path_mnist|path_fashion, then its report
-	$(PYTHON) -m regbench.path run $(call quote,$(preset)) $(HYDRA_OVERRIDES)
+	$(PYTHON) -m regbench.path run $(call quote,$(preset)) \
+		$(if $(regularizers),--regularizers $(call quote,$(regularizers))) $(HYDRA_OVERRIDES)
 	$(PYTHON) -m regbench.path report $(call quote,$(preset)) $(ARGS)
 
 tuned: $(STAMP) ## each regularizer at its path-selected strength (rule=best|1se) against none on fresh seeds from 100, in rounds until decided

@@ -1,6 +1,7 @@
 """Calibrated strength grids: the formula, the refusal when a share does not grow, and the
 command that puts a pinned preset's grids beside the calibrated ones."""
 
+import itertools
 import math
 
 import pytest
@@ -14,7 +15,7 @@ def test_a_linear_share_gives_a_grid_from_a_thousandth_to_ten():
     grid = grid_from("l2", (1e-4, 1e-3), (0.02, 0.2))  # share = 200 * weight
     assert len(grid) == calibrate.GRID_POINTS
     assert grid[0] == pytest.approx(1e-3 / 200) and grid[-1] == pytest.approx(10 / 200)
-    ratios = [b / a for a, b in zip(grid, grid[1:])]
+    ratios = [b / a for a, b in itertools.pairwise(grid)]
     assert all(r == pytest.approx(10 ** 0.8, rel=0.05) for r in ratios)  # log-spaced, 2 digits
 
 

@@ -1,4 +1,5 @@
 import dataclasses
+import os
 import subprocess
 
 import pytest
@@ -185,6 +186,27 @@ def test_make_passes_command_line_overrides_to_hydra():
     assert len(command) == 1
     assert "regularizer=custom" in command[0] and "trainer.epochs=3" in command[0]
     assert "max_seeds=4" not in command[0]
+
+
+def test_make_verdict_and_path_take_the_plugin_and_the_options_as_make_variables():
+    """plugin= reaches every command as REGBENCH_PLUGINS (absolute); regularizer= is the
+    verdict's option, not a Hydra override of its runs; regularizers= is path run's option."""
+    def dry_run(*arguments):
+        return subprocess.run(["make", "-n", *arguments, "plugin=examples/soft_orthogonal.py"],
+                              cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
+                              env={**os.environ, "REGBENCH_PLUGINS": ""}).stdout
+
+    verdict = dry_run("verdict", "regularizer=soft_orthogonal", "seed=3")
+    assert "regbench.verdict 'soft_orthogonal' --preset 'path_mnist_small'" in verdict
+    assert "regularizer=soft_orthogonal" not in verdict and "seed=3" in verdict
+    path_run = dry_run("path", "regularizers=soft_orthogonal,l2")
+    assert "--regularizers 'soft_orthogonal,l2'" in path_run
+    assert "regularizers=" not in path_run
+    exported = subprocess.run(
+        ["make", "--eval", "show:\n\t@echo $$REGBENCH_PLUGINS", "show",
+         "plugin=examples/soft_orthogonal.py"], cwd=PROJECT_ROOT, capture_output=True,
+        text=True, check=True).stdout.strip()
+    assert exported == str(PROJECT_ROOT / "examples" / "soft_orthogonal.py")
 
 
 def _yaml_keys(group: str) -> set[str]:

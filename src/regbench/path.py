@@ -228,7 +228,7 @@ class PathStudy:
     runs: pd.DataFrame
     points: dict[str, list[PathPoint]]
     selections: list[Selection]
-    calibrations: list  # calibrate.Calibration of each calibrated option (none if pinned)
+    calibrations: list  # calibrate.Calibration of each option whose grid was calibrated
 
 
 def read_path(experiment: str) -> PathStudy:
@@ -239,7 +239,8 @@ def read_path(experiment: str) -> PathStudy:
     points = path_points(recorded, best_val)
     return PathStudy(recorded, points,
                      [select(name, path) for name, path in points.items() if name != CONTROL],
-                     calibrate.in_experiment(experiment))
+                     [c for c in calibrate.in_experiment(experiment)
+                      if c.option not in PINNED_GRIDS.get(experiment, {})])
 
 
 def write_report(study: PathStudy, out: Path, header: str = "") -> list[Path]:
