@@ -66,7 +66,8 @@ def answer(option: str, comparisons: list[rounds.Tracked], seeds: int) -> str:
 def markdown(option: str, preset: str, header: str, sentence: str, study: path.PathStudy,
              shown: tuple[str, ...], comparisons: list[rounds.Tracked],
              schedule, minutes: float, trained: int) -> str:
-    """verdict.md: the answer, then calibration, path and comparison."""
+    """verdict.md: the line saying how it was made, the answer, the configuration the runs
+    share, then calibration, path and comparison."""
     calibrations = [c for c in study.calibrations if c.option in shown]
     pinned = [name for name in shown if name in path.PINNED_GRIDS.get(preset, {})]
     points = {name: study.points[name] for name in (*shown, path.CONTROL)
@@ -74,8 +75,9 @@ def markdown(option: str, preset: str, header: str, sentence: str, study: path.P
     selections = [s for s in study.selections if s.regularizer in shown]
     sequential_table = rounds.markdown(comparisons, schedule, path.TUNED_SEED_START, "",
                                        stopped=True).lstrip("\n")
+    written, _, shared = header.partition("\n\n")
     return "\n".join([
-        header.rstrip("\n"), "", sentence, "",
+        written, "", sentence, "", shared.rstrip("\n"), "",
         f"Wall time here: {minutes:.1f} min for this command, {trained} runs trained by it "
         "(finished runs found in the store are reused, not retrained).", "",
         "## Calibration", "",
