@@ -203,7 +203,7 @@ def test_make_verdict_and_path_take_the_plugin_and_the_options_as_make_variables
     assert "--regularizers 'soft_orthogonal,l2'" in path_run
     assert "regularizers=" not in path_run
     exported = subprocess.run(
-        ["make", "--eval", "show:\n\t@echo $$REGBENCH_PLUGINS", "show",
+        ["make", "--no-print-directory", "--eval", "show:\n\t@echo $$REGBENCH_PLUGINS", "show",
          "plugin=examples/soft_orthogonal.py"], cwd=PROJECT_ROOT, capture_output=True,
         text=True, check=True).stdout.strip()
     assert exported == str(PROJECT_ROOT / "examples" / "soft_orthogonal.py")
