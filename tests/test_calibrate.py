@@ -35,10 +35,14 @@ def test_a_share_that_does_not_grow_cannot_be_calibrated(shares):
         grid_from("mine", (1.0, 10.0), shares)
 
 
-def test_the_command_probes_every_builtin_and_shows_a_pinned_grid_beside(tmp_path):
-    """On synthetic data: one probe per built-in, logged in the preset's experiment (and
-    left out of its path's runs), the pinned grid beside the calibrated one."""
+def test_the_command_probes_every_builtin_and_shows_a_pinned_grid_beside(tmp_path,
+                                                                        monkeypatch):
+    """On synthetic data (probes of a few steps): one probe per built-in, logged in the
+    preset's experiment (and left out of its path's runs), the pinned grid beside the
+    calibrated one."""
     import mlflow
+
+    monkeypatch.setattr(calibrate, "PROBE_STEPS", 30)
 
     uri = sqlite_uri(tmp_path)
     assert calibrate.main(["path_mnist_small", "--tracking-uri", uri, "--out", str(tmp_path),

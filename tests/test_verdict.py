@@ -18,6 +18,7 @@ def test_a_users_regularizer_from_its_file_to_a_verdict(plugin, tmp_path, monkey
     plugin(EXAMPLE)  # REGBENCH_PLUGINS: the multiruns the command starts inherit it
     monkeypatch.chdir(tmp_path)  # Hydra's multirun folders
     monkeypatch.setattr(calibrate, "GRID_POINTS", 2)
+    monkeypatch.setattr(calibrate, "PROBE_STEPS", 30)
     monkeypatch.setattr(path, "SELECTION_SEEDS", (0, 1))
     uri = sqlite_uri(tmp_path)
     arguments = ["soft_orthogonal", "--preset", "path_mnist", "--first", "2", "--step", "1",
