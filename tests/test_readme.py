@@ -35,7 +35,8 @@ def backing(section: str, text: str) -> list[str]:
     return [RESULTS] if section == "Performance" else linked_files(text)
 
 
-MEASURED = ("What the studies show", "Performance", "Decided verdicts: the sequential design")
+MEASURED = ("What the studies show", "Performance", "Decided verdicts: the sequential design",
+            "Test your own regularizer")
 
 
 @pytest.mark.parametrize("section", MEASURED)
