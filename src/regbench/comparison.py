@@ -114,7 +114,7 @@ def resolve_reference(reference: str | None, arms: list[str]) -> str:
         return arms[0]
     if reference in arms:
         return reference
-    named = [arm for arm in arms if arm.split("-")[0] == reference]
+    named = [arm for arm in arms if record.arm_name(arm) == reference]
     if len(named) == 1:
         return named[0]
     raise CompareError(f"reference arm '{reference}' is not one of the arms ({', '.join(arms)}); "

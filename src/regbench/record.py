@@ -101,6 +101,12 @@ def arm_label(name: str, strengths: Sequence[float]) -> str:
     return "-".join([name, *(f"{value:g}" for value in strengths)])
 
 
+def arm_name(label: str) -> str:
+    """The regularizer of an arm label, the inverse of ``arm_label``'s first part:
+    ``l2-1e-05`` -> ``l2`` (a name is a Python identifier, so it holds no ``-``)."""
+    return label.split("-")[0]
+
+
 def run_name(arm: str, model: str, data: str, seed: int) -> str:
     """``<arm>-<model>-<data>-s<seed>``, e.g. ``custom-0.0001-mlp_bn-mnist-s0``."""
     return f"{arm}-{model}-{data}-s{seed}"

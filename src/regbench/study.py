@@ -32,7 +32,7 @@ if __name__ == "__main__":
 with cli.collector_paused():
     import pandas as pd
 
-    from regbench import compare, query, report, sequential, stats, store
+    from regbench import compare, query, record, report, sequential, stats, store
     from regbench.comparison import DEFAULT_MARGINS, TESTED, by_seed, resolve_reference
     from regbench.locations import REPORTS_DIR
     from regbench.tracking import git_commit
@@ -62,11 +62,6 @@ class Tracked:
         return bool(self.looks) and self.final.decided
 
 
-def arm_name(label: str) -> str:
-    """The regularizer of an arm label: ``l2-1e-05`` -> ``l2``."""
-    return label.split("-")[0]
-
-
 def look_at(runs: pd.DataFrame, references: tuple[str, ...], margins: dict[str, float],
             comparisons: dict[tuple[str, str, str], Tracked],
             arms: tuple[str, ...] | None = None) -> None:
@@ -77,7 +72,7 @@ def look_at(runs: pd.DataFrame, references: tuple[str, ...], margins: dict[str, 
     labels = sorted(runs["arm"].unique())
     chosen = [resolve_reference(reference, labels) for reference in references]
     compared = [arm for arm in labels if arm not in chosen
-                and (arms is None or arm_name(arm) in arms)]
+                and (arms is None or record.arm_name(arm) in arms)]
     family = len(compared) * len(chosen) * len(TESTED)
     for reference in chosen:
         control = runs[runs["arm"] == reference]
@@ -147,7 +142,7 @@ def grow(commands: Callable[[range], list[list[str]]], experiment: str, referenc
     interrupt), else 0."""
     margins = {**DEFAULT_MARGINS, **(margins or {})}
     references = (reference, *versus)
-    kept = None if arms is None else {*arms, *map(arm_name, references)}
+    kept = None if arms is None else {*arms, *map(record.arm_name, references)}
     comparisons: dict[tuple[str, str, str], Tracked] = {}
     looks = schedule.looks()
     worst = 0
@@ -161,7 +156,7 @@ def grow(commands: Callable[[range], list[list[str]]], experiment: str, referenc
         store.connect(tracking_uri, create=False)
         runs = query.fetch_runs(experiment, None).runs
         used = runs[runs["seed"].isin(list(seeds)) & (
-            True if kept is None else runs["arm"].map(arm_name).isin(kept))]
+            True if kept is None else runs["arm"].map(record.arm_name).isin(kept))]
         look_at(used, references, margins, comparisons, arms)
         ordered = list(comparisons.values())
         stopped = all(c.decided for c in ordered) or number == len(looks)
