@@ -87,16 +87,16 @@ def grids(preset: str, options: list[str], extra: tuple[str, ...], tracking_uri:
     """Each option's grid on ``preset``: pinned, else calibrated (found or probed and logged
     in the experiment PRESET). Returns the grids and the calibrations used."""
     pinned = PINNED_GRIDS.get(preset, {})
-    found, used = {}, []
-    for option in options:
-        if option in pinned:
-            found[option] = pinned[option]
-            continue
-        cfg = probe_config(preset, option, extra)
-        experiment_id = store.use_store(tracking_uri or cfg.mlflow.tracking_uri, preset)
-        used.append(calibrate.recorded(cfg, preset, experiment_id))
-        found[option] = used[-1].grid
-    return found, used
+    configs = {option: probe_config(preset, option, extra)
+               for option in options if option not in pinned}
+    calibrated = {}
+    if configs:
+        uri = tracking_uri or next(iter(configs.values())).mlflow.tracking_uri
+        experiment_id = store.use_store(uri, preset)
+        calibrated = {option: calibrate.recorded(cfg, preset, experiment_id)
+                      for option, cfg in configs.items()}
+    return ({option: pinned[option] if option in pinned else calibrated[option].grid
+             for option in options}, list(calibrated.values()))
 
 
 def train_commands(preset: str, grids: dict[str, tuple[float, ...]], seeds: tuple[int, ...],
