@@ -29,9 +29,13 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from regbench import cli, record
 from regbench.schema import ConfigError
+
+if TYPE_CHECKING:
+    import pandas
 
 PROBE_STEPS = 300
 PROBE_FACTOR = 10.0  # w2 = PROBE_FACTOR * w1
@@ -147,15 +151,20 @@ def log(calibration: Calibration, experiment_id: str, config_hash: str) -> str:
     return run.info.run_id
 
 
-def find(experiment_id: str, option: str, config_hash: str) -> Calibration | None:
-    """The newest FINISHED calibration of ``option`` with this probe config, if recorded."""
+def _finished(experiment_id: str, where: str) -> pandas.DataFrame:
+    """The FINISHED calibration runs of the experiment that match the filter ``where``, newest
+    first."""
     import mlflow
 
-    found = mlflow.search_runs(
-        [experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
-        filter_string=f"tags.{record.TAG_CALIBRATION} = '{option}' and "
-                      f"tags.{record.TAG_CONFIG_HASH} = '{config_hash}' and "
-                      f"attributes.status = '{record.FINISHED}'")
+    return mlflow.search_runs(
+        [experiment_id], order_by=["attributes.start_time DESC"],
+        filter_string=f"{where} and attributes.status = '{record.FINISHED}'")
+
+
+def find(experiment_id: str, option: str, config_hash: str) -> Calibration | None:
+    """The newest FINISHED calibration of ``option`` with this probe config, if recorded."""
+    found = _finished(experiment_id, f"tags.{record.TAG_CALIBRATION} = '{option}' and "
+                                     f"tags.{record.TAG_CONFIG_HASH} = '{config_hash}'")
     return None if found.empty else _stored(found["artifact_uri"][0])
 
 
@@ -164,10 +173,7 @@ def in_experiment(experiment: str) -> list[Calibration]:
     import mlflow
 
     found = mlflow.get_experiment_by_name(experiment)
-    runs = mlflow.search_runs(
-        [found.experiment_id], order_by=["attributes.start_time DESC"],
-        filter_string=f"tags.{record.TAG_CALIBRATION} != '' and "
-                      f"attributes.status = '{record.FINISHED}'") if found else None
+    runs = _finished(found.experiment_id, f"tags.{record.TAG_CALIBRATION} != ''") if found else None
     if runs is None or runs.empty:
         return []
     newest = runs.drop_duplicates(f"tags.{record.TAG_CALIBRATION}")
