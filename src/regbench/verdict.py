@@ -145,9 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     command = cli.command_line(__spec__.name, argv)
 
     def write(comparisons: list[rounds.Tracked], runs: pd.DataFrame) -> None:
-        trained = int((runs["start_time"] >= pd.Timestamp(started, unit="s", tz="UTC")).sum()
-                      + (study.runs["start_time"] >= pd.Timestamp(started, unit="s", tz="UTC")
-                         ).sum())
+        since = pd.Timestamp(started, unit="s", tz="UTC")
+        trained = int((runs["start_time"] >= since).sum()
+                      + (study.runs["start_time"] >= since).sum())
         seeds = int(runs["seed"].nunique())
         sentence = answer(option.name, comparisons, seeds)
         header = report.provenance(command, git_commit(), runs)
