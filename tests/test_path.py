@@ -65,6 +65,10 @@ def test_a_tiny_path_its_report_and_the_tuned_comparison(tmp_path, capsys):
     preset = "path_mnist_small"
     commands = path.train_commands(preset, grids, (0, 1), preset, extra)
     assert len(commands) == 3 and cli.run_commands(commands) == 0
+    assert [command[-2:] for command in path.train_commands(
+        preset, grids, (0, 1), preset, extra, frozenset({"l2", "none"}))] == [
+        ["regularizer=l2", "regularizer.weight=0.0001,0.001,0.01"],
+        [f"hydra.sweep.dir={tmp_path / 'path'}", "regularizer=none"]]  # only the ones named
     mlflow.set_tracking_uri(uri)
     assert path.main(["report", preset, "--tracking-uri", uri, "--out",
                       str(tmp_path / "report")]) == 0

@@ -21,8 +21,10 @@ def values(arm: str, seed: int) -> tuple[float, float]:
     return accuracy, loss
 
 
-def record_round(uri: str, experiment: str, seeds: list[int]) -> None:
-    """What a round's multirun would leave in the store: each arm's missing seeds, FINISHED."""
+def record_round(uri: str, experiment: str, seeds: list[int],
+                 regularizers: list[str] | None = None) -> None:
+    """What a round's multirun would leave in the store: each arm's missing seeds, FINISHED
+    (the arms of ``regularizers`` only, when given)."""
     mlflow.set_tracking_uri(uri)
     found = mlflow.get_experiment_by_name(experiment)
     experiment_id = found.experiment_id if found else mlflow.create_experiment(experiment)
@@ -32,16 +34,17 @@ def record_round(uri: str, experiment: str, seeds: list[int]) -> None:
                         ("custom-0.0001", {"name": "custom", "weight": "0.0001"}),
                         ("none", {"name": "none"})):
         for seed in seeds:
-            if (arm, str(seed)) not in done:
+            if (arm, str(seed)) not in done and params["name"] in (regularizers or params["name"]):
                 record_run(experiment_id, arm, params, seed, *values(arm, seed),
                            with_reliability=False)
 
 
 def commands(uri):
-    def for_seeds(seeds):
+    def for_seeds(seeds, regularizers):
+        names = None if regularizers is None else sorted(regularizers)
         code = (f"import sys; sys.path.insert(0, {str(PROJECT_ROOT / 'tests')!r}); "
                 f"from test_study import record_round; "
-                f"record_round({uri!r}, 'grown', {list(seeds)!r})")
+                f"record_round({uri!r}, 'grown', {list(seeds)!r}, {names!r})")
         return [[sys.executable, "-c", code]]
     return for_seeds
 
@@ -63,6 +66,9 @@ def test_a_study_grows_until_every_comparison_is_decided_and_resumes(tmp_path, c
     mlflow.set_tracking_uri(uri)
     trained = mlflow.search_runs(experiment_names=["grown"])
     assert sorted(set(trained["params.seed"].astype(int))) == list(range(8))  # not 8-10
+    seeds_of = trained.groupby("tags.arm")["params.seed"].apply(lambda s: sorted(s.astype(int)))
+    assert seeds_of["none"] == list(range(5))  # decided at the first look: not trained on
+    assert seeds_of["l2-0.0001"] == seeds_of["custom-0.0001"] == list(range(8))
     text = (tmp_path / "report" / "sequential.md").read_text()
     assert text.startswith("Written by `python -m regbench.study test` at commit ")
     rows = {tuple(line.split(" | ")[:2]): line for line in text.splitlines()
@@ -89,9 +95,9 @@ def test_the_command_trains_the_preset_on_each_look_s_seeds(tmp_path, monkeypatc
 
     def record_instead_of_training(commands):
         launched.extend(commands)
-        seeds = [int(s) for s in next(a for a in commands[0] if a.startswith("seed="))[5:].split(
-            ",")]
-        record_round(uri, "grown", seeds)
+        values = {key: value.split(",") for key, value in (
+            a.split("=", 1) for a in commands[0] if a.startswith(("seed=", "regularizer=")))}
+        record_round(uri, "grown", [int(s) for s in values["seed"]], values.get("regularizer"))
         return 0
 
     monkeypatch.setattr(study.cli, "run_commands", record_instead_of_training)
@@ -100,7 +106,8 @@ def test_the_command_trains_the_preset_on_each_look_s_seeds(tmp_path, monkeypatc
                        str(tmp_path / "report"), "trainer.epochs=3"]) == 0
     assert [command[3:] for command in launched] == [
         ["-m", "experiment=l2_vs_custom", "mlflow.experiment_name=grown", f"seed={seeds}",
-         "trainer.epochs=3", f"mlflow.tracking_uri={uri}"] for seeds in ("0,1", "0,1,2")]
+         *only, "trainer.epochs=3", f"mlflow.tracking_uri={uri}"]
+        for seeds, only in (("0,1", []), ("0,1,2", ["regularizer=custom,l2"]))]  # none: decided
     assert "budget reached: the study stops" in capsys.readouterr().err
     assert (tmp_path / "report" / "sequential.md").exists()
 
@@ -109,11 +116,11 @@ def test_an_interrupted_study_leaves_a_report_of_where_it_got_to(tmp_path):
     uri = sqlite_uri(tmp_path)
     (tmp_path / "mlruns").mkdir()
 
-    def first_round_then_ctrl_c(seeds):
+    def first_round_then_ctrl_c(seeds, regularizers):
         if len(seeds) > 5:
             return [[sys.executable, "-c", "import os, signal; os.kill(os.getpid(), "
                      "signal.SIGINT)"]]
-        return commands(uri)(seeds)
+        return commands(uri)(seeds, regularizers)
 
     code = study.grow(first_round_then_ctrl_c, "grown", "l2", sequential.Schedule(5, 3, 11), 0,
                       tmp_path / "report", "python -m regbench.study test", uri)

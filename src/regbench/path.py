@@ -100,14 +100,18 @@ def grids(preset: str, options: list[str], extra: tuple[str, ...], tracking_uri:
 
 
 def train_commands(preset: str, grids: dict[str, tuple[float, ...]], seeds: tuple[int, ...],
-                   experiment: str, extra: tuple[str, ...] = ()) -> list[list[str]]:
-    """One ``regbench.train`` multirun per regularizer (its grid x seeds) and one for none."""
+                   experiment: str, extra: tuple[str, ...] = (),
+                   regularizers: frozenset[str] | None = None) -> list[list[str]]:
+    """One ``regbench.train`` multirun per regularizer (its grid x seeds) and one for none; of
+    those named in ``regularizers`` only, when given."""
     base = [sys.executable, "-m", "regbench.train", "-m", f"experiment={preset}",
             f"mlflow.experiment_name={experiment}", f"seed={','.join(map(str, seeds))}", *extra]
-    commands = [[*base, f"regularizer={option}",
-                 f"regularizer.weight={','.join(f'{w:g}' for w in grid)}"]
-                for option, grid in grids.items()]
-    return [*commands, [*base, f"regularizer={CONTROL}"]]
+    jobs = {**{option: [f"regularizer={option}",
+                        f"regularizer.weight={','.join(f'{w:g}' for w in grid)}"]
+               for option, grid in grids.items()},
+            CONTROL: [f"regularizer={CONTROL}"]}
+    return [[*base, *arguments] for option, arguments in jobs.items()
+            if regularizers is None or option in regularizers]
 
 
 @dataclass(frozen=True)
@@ -326,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / "selection.md").write_text(header + chosen)
     print(chosen)
     return rounds.grow(
-        lambda seeds: train_commands(args.preset, chosen_grids, tuple(seeds), tuned, extra),
+        lambda seeds, regularizers: train_commands(args.preset, chosen_grids, tuple(seeds), tuned,
+                                                   extra, regularizers),
         tuned,
         CONTROL, rounds.schedule_from(args), TUNED_SEED_START, out,
         cli.command_line(__spec__.name, argv), args.tracking_uri)

@@ -128,12 +128,23 @@ def markdown(comparisons: list[Tracked], schedule: sequential.Schedule, start: i
     return "\n".join(lines) + "\n"
 
 
-def grow(commands: Callable[[range], list[list[str]]], experiment: str, reference: str,
+def training(comparisons: list[Tracked]) -> frozenset[str]:
+    """The regularizers the next round trains: each arm's with an undecided comparison, and the
+    references those comparisons need. A decided comparison keeps the verdict and interval of
+    the look that decided it (its confidence sequence is valid at that stop), so its arm's
+    later seeds would be spent for nothing."""
+    undecided = [c for c in comparisons if not c.decided]
+    return frozenset(record.arm_name(arm) for c in undecided for arm in (c.arm, c.reference))
+
+
+def grow(commands: Callable[[range, frozenset[str] | None], list[list[str]]], experiment: str,
+         reference: str,
          schedule: sequential.Schedule, start: int, out: Path, command: str,
          tracking_uri: str | None, margins: dict[str, float] | None = None,
          versus: tuple[str, ...] = (), arms: tuple[str, ...] | None = None,
          on_stop: Callable[[list[Tracked], pd.DataFrame], None] | None = None) -> int:
-    """Train ``commands(seeds)`` look by look and decide, as the module's docstring says;
+    """Train ``commands(seeds, regularizers)`` look by look and decide, as the module's
+    docstring says (``regularizers``: None at the first look, every arm; then ``training``'s);
     write the reports into ``out``. The comparisons: each arm (of the regularizers named in
     ``arms``, default every arm) against ``reference`` and each of ``versus`` (arm labels or
     regularizer names); runs of other arms in the experiment are left out. ``on_stop(comparisons,
@@ -145,11 +156,11 @@ def grow(commands: Callable[[range], list[list[str]]], experiment: str, referenc
     kept = None if arms is None else {*arms, *map(record.arm_name, references)}
     comparisons: dict[tuple[str, str, str], Tracked] = {}
     looks = schedule.looks()
-    worst = 0
+    worst, regularizers = 0, None
     out.mkdir(parents=True, exist_ok=True)
     for number, n in enumerate(looks, start=1):
         seeds = range(start, start + n)
-        code = cli.run_commands(commands(seeds))
+        code = cli.run_commands(commands(seeds, regularizers))
         if code == cli.EXIT_INTERRUPTED:
             return code
         worst = max(worst, code)
@@ -160,6 +171,7 @@ def grow(commands: Callable[[range], list[list[str]]], experiment: str, referenc
         look_at(used, references, margins, comparisons, arms)
         ordered = list(comparisons.values())
         stopped = all(c.decided for c in ordered) or number == len(looks)
+        regularizers = training(ordered)
         print(look_line(number, n, ordered, number == len(looks)), file=sys.stderr, flush=True)
         header = report.provenance(command, git_commit(), used)
         (out / SEQUENTIAL_REPORT).write_text(markdown(ordered, schedule, start, header, stopped))
@@ -209,10 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     extra = [*args.overrides,
              *([f"mlflow.tracking_uri={args.tracking_uri}"] if args.tracking_uri else [])]
 
-    def commands(seeds: range) -> list[list[str]]:
+    def commands(seeds: range, regularizers: frozenset[str] | None) -> list[list[str]]:
+        only = [] if regularizers is None else [f"regularizer={','.join(sorted(regularizers))}"]
         return [[sys.executable, "-m", "regbench.train", "-m", f"experiment={args.preset}",
                  f"mlflow.experiment_name={args.experiment}",
-                 f"seed={','.join(map(str, seeds))}", *extra]]
+                 f"seed={','.join(map(str, seeds))}", *only, *extra]]
 
     try:
         return grow(commands, args.experiment, args.reference, schedule, args.start,

@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return max(code, rounds.grow(
-            lambda seeds: path.train_commands(args.preset, chosen, tuple(seeds), tuned, extra),
+            lambda seeds, regularizers: path.train_commands(args.preset, chosen, tuple(seeds),
+                                                            tuned, extra, regularizers),
             tuned, path.CONTROL, schedule, path.TUNED_SEED_START, out, command,
             args.tracking_uri, versus=(BASELINE,), arms=(option.name,), on_stop=write))
     except (store.StoreError, query.CompareError) as error:
