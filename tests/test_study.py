@@ -80,6 +80,10 @@ def test_a_study_grows_until_every_comparison_is_decided_and_resumes(tmp_path, c
     assert rows["| none", "test accuracy"].endswith(
         "| 5 | 5 | +0.0000 | [+0.0000, +0.0000] | equivalent (identical) | decided |")
     assert (tmp_path / "report" / "comparison.md").read_text().count("| l2-0.0001 | 8 |") == 1
+    compute = next(line for line in text.splitlines() if line.startswith("Compute: "))
+    assert compute.startswith("Compute: 21 runs, ")
+    assert "of 5 seeds per arm takes 15 runs" in compute
+    assert compute.endswith("Seeds per arm: custom-0.0001 8, l2-0.0001 8, none 5.")
     assert study.grow(*arguments) == 0  # resumed: nothing new to train, the same verdicts
     assert len(mlflow.search_runs(experiment_names=["grown"])) == len(trained)
     assert (tmp_path / "report" / "sequential.md").read_text().split("\n", 1)[1] == text.split(

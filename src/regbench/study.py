@@ -99,11 +99,39 @@ def look_line(number: int, seeds: int, comparisons: list[Tracked], last: bool) -
             f"decided; {'; '.join(parts)}; {going}")
 
 
+def seeds_needed(comparisons: list[Tracked]) -> dict[str, int]:
+    """Per arm, the seeds per arm at the last look any of its comparisons (as arm or as
+    reference) took: what the design trained of it, since decided arms are not trained on."""
+    needed: dict[str, int] = {}
+    for c in comparisons:
+        for arm in (c.arm, c.reference):
+            needed[arm] = max(needed.get(arm, 0), c.final.seeds)
+    return needed
+
+
+def compute(comparisons: list[Tracked], runs: pd.DataFrame, schedule: sequential.Schedule,
+            start: int) -> str:
+    """The compute line of sequential.md: the runs the design used (per arm, seeds ``start``
+    to ``start + seeds_needed - 1``) and their training minutes, summed over runs (end_time -
+    start_time in the store), beside the fixed design's ``schedule.first`` seeds per arm."""
+    needed = seeds_needed(comparisons)
+    arm_runs = runs[runs["arm"].isin(list(needed))]
+    minutes = (arm_runs["end_time"] - arm_runs["start_time"]).dt.total_seconds() / 60
+    sequential_runs = arm_runs["seed"] < start + arm_runs["arm"].map(needed)
+    fixed_runs = arm_runs["seed"] < start + schedule.first
+    return (f"Compute: {int(sequential_runs.sum())} runs, "
+            f"{minutes[sequential_runs].sum():.1f} training minutes (summed over runs; parallel "
+            f"jobs overlap in wall time), where the fixed design of {schedule.first} seeds per "
+            f"arm takes {int(fixed_runs.sum())} runs, {minutes[fixed_runs].sum():.1f} minutes. "
+            "Seeds per arm: " + ", ".join(f"{arm} {n}" for arm, n in sorted(needed.items()))
+            + ".")
+
+
 def markdown(comparisons: list[Tracked], schedule: sequential.Schedule, start: int,
-             header: str, stopped: bool) -> str:
+             header: str, stopped: bool, runs: pd.DataFrame) -> str:
     """sequential.md: the design, then per comparison its looks, seeds, interval, verdict and
     why it stopped (``stopped`` False: the study goes on, and its undecided comparisons say
-    so)."""
+    so), then ``compute`` over ``runs`` (those of the looks' seeds)."""
     lines = [header.rstrip("\n"), "",
              f"Sequential design: {sequential.METHOD}, at 95% over the study's "
              f"{len(comparisons)} comparisons; looks at {', '.join(map(str, schedule.looks()))} "
@@ -125,7 +153,7 @@ def markdown(comparisons: list[Tracked], schedule: sequential.Schedule, start: i
                      f"{', '.join(str(look.seeds) for look in c.looks[:c.looks.index(final) + 1])}"
                      f" | {final.seeds} | {final.estimate:+.4f} | "
                      f"[{final.low:+.4f}, {final.high:+.4f}] | {verdict} | {why} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", compute(comparisons, runs, schedule, start)]) + "\n"
 
 
 def training(comparisons: list[Tracked]) -> frozenset[str]:
@@ -174,7 +202,8 @@ def grow(commands: Callable[[range, frozenset[str] | None], list[list[str]]], ex
         regularizers = training(ordered)
         print(look_line(number, n, ordered, number == len(looks)), file=sys.stderr, flush=True)
         header = report.provenance(command, git_commit(), used)
-        (out / SEQUENTIAL_REPORT).write_text(markdown(ordered, schedule, start, header, stopped))
+        (out / SEQUENTIAL_REPORT).write_text(
+            markdown(ordered, schedule, start, header, stopped, used))
         if stopped:
             break
     print((out / SEQUENTIAL_REPORT).read_text(), end="")

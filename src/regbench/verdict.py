@@ -65,7 +65,7 @@ def answer(option: str, comparisons: list[rounds.Tracked], seeds: int) -> str:
 
 def markdown(option: str, preset: str, header: str, sentence: str, study: path.PathStudy,
              shown: tuple[str, ...], comparisons: list[rounds.Tracked],
-             schedule, minutes: float, trained: int) -> str:
+             schedule, minutes: float, trained: int, runs: pd.DataFrame) -> str:
     """verdict.md: the line saying how it was made, the answer, the configuration the runs
     share, then calibration, path and comparison."""
     calibrations = [c for c in study.calibrations if c.option in shown]
@@ -74,7 +74,7 @@ def markdown(option: str, preset: str, header: str, sentence: str, study: path.P
               if name in study.points}
     selections = [s for s in study.selections if s.regularizer in shown]
     sequential_table = rounds.markdown(comparisons, schedule, path.TUNED_SEED_START, "",
-                                       stopped=True).lstrip("\n")
+                                       True, runs).lstrip("\n")
     written, _, shared = header.partition("\n\n")
     return "\n".join([
         written, "", sentence, "", shared.rstrip("\n"), "",
@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         header = report.provenance(command, git_commit(), runs)
         text = out / REPORT
         text.write_text(markdown(option.name, args.preset, header, sentence, study, shown,
-                                 comparisons, schedule, (time.time() - started) / 60, trained))
+                                 comparisons, schedule, (time.time() - started) / 60, trained,
+                                 runs))
         compare.log_report([text], args.tracking_uri, f"verdict-{option.name}-{args.preset}",
                            {"compared_experiment": tuned, "report": "verdict"})
         print(sentence)
