@@ -1,12 +1,23 @@
 """Fixtures shared by several test modules (helpers live in helpers.py)."""
 
 import os
+import signal
 
 import pytest
 
 from helpers import train
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def pytest_configure(config):
+    """Ctrl-C is part of what the tests check, in this process and in the ones it starts. A
+    shell that starts pytest in the background (``make test &``) ignores SIGINT, Python then
+    installs no KeyboardInterrupt handler, and every child inherits the ignoring: give this
+    process Python's handler back (its children then start with the default)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 
 @pytest.fixture(scope="session")
