@@ -139,8 +139,8 @@ def test_stale_runs_are_found_and_marked_killed(tmp_path, capsys):
 
 def test_deterministic_runs_repeat_exactly(tmp_path):
     for _ in range(2):
-        result = train(tmp_path, "data=synthetic", "trainer=smoke", "trainer.epochs=2",
-                       "trainer.deterministic=true", "seed=7")
+        result = train(tmp_path, "data=synthetic", "trainer=smoke", "model=mlp_small",
+                       "trainer.epochs=2", "trainer.deterministic=true", "seed=7")
         assert result.returncode == 0, result.stderr[-2000:]
     first, second = runs(tmp_path)["run_id"]
     client = MlflowClient()
