@@ -2,9 +2,9 @@
 # the first run that uses it (make data fetches it ahead).
 # Any key=value on the make line is a Hydra override: `make train regularizer=custom seed=3`.
 # Make-only variables (not passed to Hydra): ARGS (extra arguments), PY, max_seeds, quick, port,
-# pg_port, run, image, preset, rule, regularizers (make path: the options to train), plugin (a
-# Python file that registers regularizers: every command of this make line, and the jobs they
-# start, can use them).
+# pg_port, run, image, preset, rule, regularizers (make path: the options to train; make tuned:
+# the options to compare), plugin (a Python file that registers regularizers: every command of
+# this make line, and the jobs they start, can use them).
 
 PY ?= python3.11
 VENV := .venv
@@ -85,7 +85,8 @@ path: $(STAMP) ## strength path preset=path_mnist_small|path_fashion_small|path_
 
 tuned: $(STAMP) ## each regularizer at its path-selected strength (rule=best|1se) against none on fresh seeds from 100, in rounds until decided
 	$(PYTHON) -m regbench.path tuned $(call quote,$(preset)) --rule $(call quote,$(rule)) \
-		$(if $(max_seeds),--max-seeds $(call quote,$(max_seeds))) $(HYDRA_OVERRIDES) $(ARGS)
+		$(if $(max_seeds),--max-seeds $(call quote,$(max_seeds))) \
+		$(if $(regularizers),--regularizers $(call quote,$(regularizers))) $(HYDRA_OVERRIDES) $(ARGS)
 
 verdict: $(STAMP) ## regularizer=NAME to a verdict on preset=: calibrate, path, select, fresh seeds vs none and l2 in rounds (plugin=FILE registers yours)
 	$(PYTHON) -m regbench.verdict $(call quote,$(regularizer)) --preset $(call quote,$(preset)) \

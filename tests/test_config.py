@@ -190,7 +190,8 @@ def test_make_passes_command_line_overrides_to_hydra():
 
 def test_make_verdict_and_path_take_the_plugin_and_the_options_as_make_variables():
     """plugin= reaches every command as REGBENCH_PLUGINS (absolute); regularizer= is the
-    verdict's option, not a Hydra override of its runs; regularizers= is path run's option."""
+    verdict's option, not a Hydra override of its runs; regularizers= is an option of path run
+    and of tuned."""
     def dry_run(*arguments):
         return subprocess.run(["make", "-n", *arguments, "plugin=examples/soft_orthogonal.py"],
                               cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
@@ -202,6 +203,9 @@ def test_make_verdict_and_path_take_the_plugin_and_the_options_as_make_variables
     path_run = dry_run("path", "regularizers=soft_orthogonal,l2")
     assert "--regularizers 'soft_orthogonal,l2'" in path_run
     assert "regularizers=" not in path_run
+    tuned = dry_run("tuned", "regularizers=l2")
+    assert "--regularizers 'l2'" in tuned and "regularizers=" not in tuned
+
     exported = subprocess.run(
         ["make", "--no-print-directory", "--eval", "show:\n\t@echo $$REGBENCH_PLUGINS", "show",
          "plugin=examples/soft_orthogonal.py"], cwd=PROJECT_ROOT, capture_output=True,

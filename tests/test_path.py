@@ -76,6 +76,11 @@ def test_a_tiny_path_its_report_and_the_tuned_comparison(tmp_path, capsys):
     selections = path.read_path(preset).selections
     assert {s.regularizer for s in selections} == {"l2", "custom_columns"}
     assert all(s.best.seeds == (0, 1) for s in selections)
+    study = path.read_path(preset)  # default: those of the names the path has; named: each
+    assert set(path.chosen_strengths(study, ["l2", "l1"], "best", preset, every=False)) == {"l2"}
+    with pytest.raises(query.CompareError, match=f"the path of {preset} has no finished runs of "
+                       "l1 to choose a strength from"):
+        path.chosen_strengths(study, ["l2", "l1"], "best", preset)
     text = (tmp_path / "report" / "path.md").read_text()
     assert text.startswith(f"Written by `python -m regbench.path report {preset} --tracking-uri ")
     assert "| custom_columns | 100 | 2 |" in text and "| none | 0 | 2 |" in text

@@ -235,6 +235,20 @@ class PathStudy:
     calibrations: list  # calibrate.Calibration of each option whose grid was calibrated
 
 
+def chosen_strengths(study: PathStudy, names: list[str], rule: str, experiment: str,
+                     every: bool = True) -> dict[str, tuple[float]]:
+    """Each of ``names``' strength chosen by ``rule`` on the path, as a one-point grid. A name
+    without finished path runs raises CompareError when ``every`` (it was asked for by name),
+    else is left out; none of the names on the path raises too."""
+    chosen = {s.regularizer: (s.chosen(rule).strength,) for s in study.selections
+              if s.regularizer in names}
+    missing = [name for name in names if name not in chosen]
+    if not chosen or (every and missing):
+        raise query.CompareError(f"the path of {experiment} has no finished runs of "
+                                 f"{', '.join(missing)} to choose a strength from")
+    return chosen
+
+
 def read_path(experiment: str) -> PathStudy:
     """The path experiment's runs, its points per regularizer, and each regularizer's
     selection."""
@@ -282,8 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("preset", help="an experiment preset, e.g. path_mnist_small; also the "
                         "name of the MLflow experiment")
     parser.add_argument("--regularizers", type=options_list, default=None,
-                        help="run: the options to train, comma-separated (default: the "
-                        "preset's pinned ones, else every built-in with a penalty)")
+                        help="run: the options to train; tuned: the options to compare (each "
+                        "needs path runs); comma-separated (default: the preset's pinned ones, "
+                        "else every built-in with a penalty)")
     parser.add_argument("--rule", choices=RULES, default="best", help="selection for tuned")
     rounds.add_schedule_arguments(parser)  # tuned: its rounds of fresh seeds
     parser.add_argument("--tracking-uri", default=None)
@@ -323,10 +338,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"report: {paths[0].parent}/ (path.md, path.png), logged as run {run_id}")
         return 0
     tuned = f"{args.preset}-tuned"
-    chosen_grids = {s.regularizer: (s.chosen(args.rule).strength,) for s in study.selections}
+    try:  # default: the options a path trains unless told, those this path has
+        chosen_grids = chosen_strengths(study, args.regularizers or default_options(args.preset),
+                                        args.rule, args.preset, every=bool(args.regularizers))
+    except query.CompareError as error:
+        cli.fail(str(error))
     out = args.out or REPORTS_DIR / tuned
     out.mkdir(parents=True, exist_ok=True)
-    chosen = selection_markdown(study.selections, args.rule)
+    chosen = selection_markdown([s for s in study.selections if s.regularizer in chosen_grids],
+                                args.rule)
     (out / "selection.md").write_text(header + chosen)
     print(chosen)
     return rounds.grow(
@@ -334,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
                                                    extra, regularizers),
         tuned,
         CONTROL, rounds.schedule_from(args), TUNED_SEED_START, out,
-        cli.command_line(__spec__.name, argv), args.tracking_uri)
+        cli.command_line(__spec__.name, argv), args.tracking_uri, arms=tuple(chosen_grids))
 
 
 if __name__ == "__main__":

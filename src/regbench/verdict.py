@@ -136,11 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         study = path.read_path(args.preset)
     except (store.StoreError, query.CompareError) as error:
         cli.fail(str(error))
-    chosen = {s.regularizer: (s.chosen(args.rule).strength,) for s in study.selections
-              if s.regularizer in shown}
-    if set(chosen) != set(shown):
-        cli.fail(f"the path of {args.preset} has no finished runs of "
-                 f"{', '.join(sorted(set(shown) - set(chosen)))} to choose a strength from")
+    try:
+        chosen = path.chosen_strengths(study, list(shown), args.rule, args.preset)
+    except query.CompareError as error:
+        cli.fail(str(error))
     tuned = f"{args.preset}-tuned"
     command = cli.command_line(__spec__.name, argv)
 
