@@ -137,3 +137,30 @@ def test_a_bad_schedule_is_one_line():
     result = run_module("regbench.study", "l2_vs_custom", "--experiment", "x", "--first", "1",
                         cwd=PROJECT_ROOT)
     assert result.returncode == 2 and result.stderr.strip().startswith("error: schedule: need")
+
+
+def test_the_compute_line_counts_the_runs_of_an_arm_with_a_failed_seed(tmp_path, monkeypatch):
+    """custom's seed 3 fails: its comparisons pair 7 of the 8 seeds, yet the design trained 8
+    seeds of each arm it kept on, and the line counts every finished run of them."""
+    uri = sqlite_uri(tmp_path)
+    (tmp_path / "mlruns").mkdir()
+
+    def record_then_fail_one(commands):
+        names = next((a.split("=", 1)[1].split(",") for a in commands[0]
+                      if a.startswith("regularizer=")), None)
+        record_round(uri, "grown", list(range(int(commands[0][-1]))), names)
+        failed = mlflow.search_runs(experiment_names=["grown"], filter_string=(
+            "tags.arm = 'custom-0.0001' AND params.seed = '3'"))
+        mlflow.MlflowClient().set_terminated(failed["run_id"].iloc[0], "FAILED")
+        return 0
+
+    monkeypatch.setattr(study.cli, "run_commands", record_then_fail_one)
+    assert study.grow(lambda seeds, regularizers: [[*([] if regularizers is None else [
+        f"regularizer={','.join(regularizers)}"]), str(len(seeds))]], "grown", "l2",
+        sequential.Schedule(5, 3, 8), 0, tmp_path / "report", "python -m regbench.study test",
+        uri) == 0
+    text = (tmp_path / "report" / "sequential.md").read_text()
+    assert "| custom-0.0001 | test accuracy | 5, 8 | 7 |" in text
+    compute = next(line for line in text.splitlines() if line.startswith("Compute: "))
+    assert compute.startswith("Compute: 20 runs, ")  # 7 of custom, 8 of l2, 5 of none
+    assert compute.endswith("Seeds per arm: custom-0.0001 8, l2-0.0001 8, none 5.")

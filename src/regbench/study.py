@@ -51,6 +51,8 @@ class Tracked:
     metric: str
     label: str
     looks: list[sequential.Look] = field(default_factory=list)
+    scheduled: list[int] = field(default_factory=list)  # seeds per arm at each look taken
+
 
     @property
     def final(self) -> sequential.Look:
@@ -61,12 +63,19 @@ class Tracked:
     def decided(self) -> bool:
         return bool(self.looks) and self.final.decided
 
+    @property
+    def stopped_at(self) -> int:
+        """The seeds per arm the schedule had at the final look (its runs, failed ones aside;
+        ``final.seeds`` counts the seeds both arms finished)."""
+        return self.scheduled[self.looks.index(self.final)]
 
-def look_at(runs: pd.DataFrame, references: tuple[str, ...], margins: dict[str, float],
-            comparisons: dict[tuple[str, str, str], Tracked],
+
+
+def look_at(runs: pd.DataFrame, seeds_per_arm: int, references: tuple[str, ...],
+            margins: dict[str, float], comparisons: dict[tuple[str, str, str], Tracked],
             arms: tuple[str, ...] | None = None) -> None:
     """One look: every arm (those named in ``arms``, default all but the references) against
-    each of ``references`` on ``runs`` (those of the look's seeds), appended to
+    each of ``references`` on ``runs`` (those of the look's ``seeds_per_arm`` seeds), appended to
     ``comparisons`` unless the comparison was decided at an earlier look. The family the
     multiplicity control covers is every such comparison on every metric of TESTED."""
     labels = sorted(runs["arm"].unique())
@@ -83,6 +92,7 @@ def look_at(runs: pd.DataFrame, references: tuple[str, ...], margins: dict[str, 
                 entry = comparisons.setdefault((arm, reference, metric),
                                                Tracked(arm, reference, metric, label))
                 if not entry.decided:
+                    entry.scheduled.append(seeds_per_arm)
                     entry.looks.append(sequential.decide(
                         metric, by_seed(group, metric), by_seed(control, metric), higher,
                         margins[metric], max(family, 1)))
@@ -100,12 +110,13 @@ def look_line(number: int, seeds: int, comparisons: list[Tracked], last: bool) -
 
 
 def seeds_needed(comparisons: list[Tracked]) -> dict[str, int]:
-    """Per arm, the seeds per arm at the last look any of its comparisons (as arm or as
-    reference) took: what the design trained of it, since decided arms are not trained on."""
+    """Per arm, the seeds per arm the schedule had at the last look any of its comparisons (as
+    arm or as reference) took: what the design trained of it, since decided arms are not trained
+    on."""
     needed: dict[str, int] = {}
     for c in comparisons:
         for arm in (c.arm, c.reference):
-            needed[arm] = max(needed.get(arm, 0), c.final.seeds)
+            needed[arm] = max(needed.get(arm, 0), c.stopped_at)
     return needed
 
 
@@ -137,7 +148,9 @@ def markdown(comparisons: list[Tracked], schedule: sequential.Schedule, start: i
              f"{len(comparisons)} comparisons; looks at {', '.join(map(str, schedule.looks()))} "
              f"seeds per arm (seeds {start} onwards), stopping when every comparison is decided "
              "or at the budget. Each interval below is the confidence sequence where its "
-             "comparison stopped, valid however the stop was chosen. comparison.md beside this "
+             "comparison stopped, valid however the stop was chosen; looks are the seeds per "
+             "arm at each look it took, seeds those both arms finished at its last (the "
+             "interval's). comparison.md beside this "
              "file is the fixed-sample analysis of the same runs (means, curves, plots); its "
              "p-values do not account for the looks, these verdicts do.", "",
              "| arm | metric | looks | seeds | difference | confidence sequence | verdict | why "
@@ -150,7 +163,7 @@ def markdown(comparisons: list[Tracked], schedule: sequential.Schedule, start: i
         why = ("decided" if final.decided else sequential.BUDGET if stopped else
                "not yet: the study goes on")
         lines.append(f"| {c.label} | {report.HEADERS[c.metric]} | "
-                     f"{', '.join(str(look.seeds) for look in c.looks[:c.looks.index(final) + 1])}"
+                     f"{', '.join(map(str, c.scheduled[:c.looks.index(final) + 1]))}"
                      f" | {final.seeds} | {final.estimate:+.4f} | "
                      f"[{final.low:+.4f}, {final.high:+.4f}] | {verdict} | {why} |")
     return "\n".join([*lines, "", compute(comparisons, runs, schedule, start)]) + "\n"
@@ -196,7 +209,7 @@ def grow(commands: Callable[[range, frozenset[str] | None], list[list[str]]], ex
         runs = query.fetch_runs(experiment, None).runs
         used = runs[runs["seed"].isin(list(seeds)) & (
             True if kept is None else runs["arm"].map(record.arm_name).isin(kept))]
-        look_at(used, references, margins, comparisons, arms)
+        look_at(used, n, references, margins, comparisons, arms)
         ordered = list(comparisons.values())
         stopped = all(c.decided for c in ordered) or number == len(looks)
         regularizers = training(ordered)
