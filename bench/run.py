@@ -84,7 +84,7 @@ def measure(quick: bool, scratch: Path) -> list[Figure]:
     regbench_seconds, baseline_seconds = [], []
     train_overrides = [*data, "regularizer=l2", f"trainer.epochs={epochs}",
                        "trainer.early_stopping_patience=100"]
-    for _ in range(2 if quick else 3):  # alternate: baseline, regbench
+    for _ in range(1 if quick else 3):  # alternate: baseline, regbench
         baseline_seconds += baseline_epoch_seconds(npz, "l2", epochs, n_val)[1:]
         measured, run_id = regbench_epoch_seconds(train_overrides, scratch / "train")
         regbench_seconds += measured[1:]
@@ -170,7 +170,7 @@ def measure(quick: bool, scratch: Path) -> list[Figure]:
                 f"through MLflow's client {statistics.median(read['client']):.2f}."))
 
     for label, arguments in (("--help", ["--help"]), ("--cfg job", ["--cfg", "job"])):
-        seconds, imported = startup(arguments, 3 if quick else 5)
+        seconds, imported = startup(arguments, 2 if quick else 5)
         figures.append(Figure(
             5, f"start-up, python -m regbench.train {label}", statistics.median(seconds), 1.5,
             "s", seconds, f"TensorFlow imported: {'yes' if imported else 'no'}."))
