@@ -16,7 +16,8 @@ from omegaconf import OmegaConf
 
 from helpers import free_port, run_module, sqlite_uri, wait_for_training_runs
 from regbench import record
-from regbench.sweep import job_threads
+from regbench.study import launched
+from regbench.sweep import every_job_finished, job_threads
 from regbench.tracking import process_alive
 
 SMOKE = ("data=synthetic", "trainer=smoke", "model=mlp_small")
@@ -186,6 +187,15 @@ def test_an_interrupted_study_resumes_and_grows_without_running_anything_twice(t
     assert again.returncode == 0, again.stderr[-2000:]
     assert re.search(r"skipped [23] of 4 jobs: already finished", again.stderr)
     assert "[4/4 jobs]" in again.stderr and "min elapsed" in again.stderr
+    finished = [*study[3:], "seed=0,1,2,3"]  # composed here, hashed as the jobs hash
+    assert every_job_finished(finished)
+    assert not every_job_finished([*finished, "seed=0,1,2,3,4"])  # seed 4: not yet
+    assert not every_job_finished([*finished, "rerun=true"])
+    assert not every_job_finished([*finished, "trainer.epochs=2"])  # another config
+    train, other = [sys.executable, "-m", "regbench.train"], [sys.executable, "-c", "pass"]
+    assert launched([[*train, *finished], other, [*train, *finished, "seed=0,1,2,3,4"]]) == [
+        other, [*train, *finished, "seed=0,1,2,3,4"]]  # a study's look starts what trains
+
     grown = run_module("regbench.train", *study[3:], "seed=0,1,2,3,4", cwd=tmp_path)
     assert "1 of 1 jobs run finished; skipped 4 of 5 jobs" in grown.stderr, grown.stderr[-2000:]
     runs = _store_runs(tmp_path)

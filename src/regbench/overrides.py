@@ -12,7 +12,7 @@ import functools
 import itertools
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from regbench.locations import CONF_DIR, config_groups, unwritable_folder
 from regbench.schema import group_options
@@ -89,16 +89,15 @@ def _check_node(node_yaml: str) -> None:
     registry.check(str(node.name), registry.build(node))
 
 
-def check_overrides(arguments: list[str]) -> tuple[str, int | None]:
+def composed_jobs(arguments: list[str]) -> tuple[list[DictConfig], bool]:
     """Compose and validate every job that ``python -m regbench.train ARGUMENTS`` would run:
     the command line's sweeps and, in a multirun, a preset's grid (``hydra.sweeper.params``,
-    which the command line overrides key by key, as Hydra's basic sweeper does). Return the
-    output folder (``hydra.sweep.dir`` of a multirun, else ``hydra.run.dir``) and the number of
-    jobs (None when a search plugin decides it).
+    which the command line overrides key by key, as Hydra's basic sweeper does). Return each
+    job's config (Hydra's node included), and whether a search plugin picks the jobs instead
+    (then the configs are those of the discrete sweeps alone).
 
-    Raises ConfigError with one line for an unknown group option, an unknown key, a value of the
-    wrong type or out of range, or an output folder that cannot be created. Hydra's own flags
-    are left to Hydra.
+    Raises ConfigError with one line for an unknown group option, an unknown key, or a value of
+    the wrong type or out of range. Hydra's own flags are left to Hydra.
     """
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -119,17 +118,35 @@ def check_overrides(arguments: list[str]) -> tuple[str, int | None]:
             raise
         except Exception as error:
             raise ConfigError(_one_line(error)) from None
-        jobs = expand_jobs(parsed)
-        for job in jobs:
+        configs = []
+        for job in expand_jobs(parsed):
             try:
                 cfg = compose(config_name="config", overrides=job, return_hydra_config=True)
             except Exception as error:
                 raise ConfigError(_one_line(error)) from None
             validate(cfg)
             check_users_regularizer(cfg.regularizer)
-        key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-        output_dir = str(OmegaConf.select(cfg, key))
-        check_output_dir(output_dir, key)
+            configs.append(cfg)
     searched = any(o.is_sweep_override() and not o.is_discrete_sweep() for o in parsed) or (
         not str(base.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"))
-    return output_dir, None if searched else len(jobs)
+    return configs, searched
+
+
+def check_overrides(arguments: list[str]) -> tuple[str, int | None]:
+    """``composed_jobs``' checks, and that the output folder (``hydra.sweep.dir`` of a
+    multirun, else ``hydra.run.dir``) exists or can be created; return that folder and the
+    number of jobs (None when a search plugin decides it). Every failure is a ConfigError of
+    one line."""
+    configs, searched = composed_jobs(arguments)
+    key = "hydra.sweep.dir" if is_multirun(arguments) else "hydra.run.dir"
+    output_dir = str(OmegaConf.select(configs[-1], key))
+    check_output_dir(output_dir, key)
+    return output_dir, None if searched else len(configs)
+
+
+def task_config(cfg: DictConfig) -> DictConfig:
+    """A composed job's config as its task function receives it: Hydra's node removed."""
+    task = cfg.copy()
+    with open_dict(task):
+        del task["hydra"]
+    return task

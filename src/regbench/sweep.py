@@ -235,3 +235,36 @@ class MlflowSweepCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         close_parent(interrupted=False)
+
+
+def every_job_finished(arguments: list[str]) -> bool:
+    """Whether ``python -m regbench.train ARGUMENTS`` would skip every job: each job's config
+    (composed in this process, as ``overrides.composed_jobs`` does before Hydra runs it) has a
+    FINISHED run of its ``config_hash`` in its experiment and ``rerun`` is off. Anything else is
+    False and the command should be launched, to train or to say why not: a job without such a
+    run, a sweep a search plugin samples, a config that does not compose, a store or an
+    experiment that does not exist yet."""
+    from regbench import overrides, store, tracking
+    from regbench.validation import ConfigError
+
+    try:
+        configs, searched = overrides.composed_jobs(arguments)
+    except ConfigError:
+        return False
+    if searched:
+        return False
+    connected, client = object(), None
+    for cfg in map(overrides.task_config, configs):
+        if cfg.rerun:
+            return False
+        if cfg.mlflow.tracking_uri != connected:  # MLflow's current store: finished_run's
+            try:
+                client = store.connect(cfg.mlflow.tracking_uri, create=False)
+            except store.StoreError:
+                return False
+            connected = cfg.mlflow.tracking_uri
+        experiment = client.get_experiment_by_name(cfg.mlflow.experiment_name)
+        if experiment is None or not finished_run(experiment.experiment_id,
+                                                  tracking.config_hash(cfg)):
+            return False
+    return True
