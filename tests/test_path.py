@@ -55,7 +55,7 @@ def test_the_strength_is_chosen_on_validation_never_on_test(tmp_path):
         tmp_path / "report" / "path.md").read_text()
 
 
-def test_a_tiny_path_its_report_and_the_tuned_comparison(tmp_path, capsys):
+def test_a_tiny_path_its_report_and_the_tuned_comparison(tmp_path, capsys, monkeypatch):
     """The path trained into the preset's experiment, its report, and ``tuned``: the selected
     strengths against none on fresh seeds from 100, in rounds (here one look of 2 seeds)."""
     uri = sqlite_uri(tmp_path)
@@ -70,6 +70,11 @@ def test_a_tiny_path_its_report_and_the_tuned_comparison(tmp_path, capsys):
         preset, grids, (0, 1), preset, extra, frozenset({"l2", "none"}))] == [
         ["regularizer=l2", "regularizer.weight=0.0001,0.01"],
         [f"hydra.sweep.dir={tmp_path / 'path'}", "regularizer=none"]]  # only the ones named
+    monkeypatch.setattr(path, "SELECTION_SEEDS", (0, 1))
+    capsys.readouterr()
+    assert path.train_path(preset, grids, extra) == 0  # resumed: every job has its run
+    assert "3 of 3 multiruns not started" in capsys.readouterr().err
+
     mlflow.set_tracking_uri(uri)
     assert path.main(["report", preset, "--tracking-uri", uri, "--out",
                       str(tmp_path / "report")]) == 0

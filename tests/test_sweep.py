@@ -16,8 +16,7 @@ from omegaconf import OmegaConf
 
 from helpers import free_port, run_module, sqlite_uri, wait_for_training_runs
 from regbench import record
-from regbench.study import launched
-from regbench.sweep import every_job_finished, job_threads
+from regbench.sweep import every_job_finished, job_threads, still_to_train
 from regbench.tracking import process_alive
 
 SMOKE = ("data=synthetic", "trainer=smoke", "model=mlp_small")
@@ -193,8 +192,8 @@ def test_an_interrupted_study_resumes_and_grows_without_running_anything_twice(t
     assert not every_job_finished([*finished, "rerun=true"])
     assert not every_job_finished([*finished, "trainer.epochs=2"])  # another config
     train, other = [sys.executable, "-m", "regbench.train"], [sys.executable, "-c", "pass"]
-    assert launched([[*train, *finished], other, [*train, *finished, "seed=0,1,2,3,4"]]) == [
-        other, [*train, *finished, "seed=0,1,2,3,4"]]  # a study's look starts what trains
+    assert still_to_train([[*train, *finished], other, [*train, *finished, "seed=0,1,2,3,4"]]) == [
+        other, [*train, *finished, "seed=0,1,2,3,4"]]  # a look starts what trains
 
     grown = run_module("regbench.train", *study[3:], "seed=0,1,2,3,4", cwd=tmp_path)
     assert "1 of 1 jobs run finished; skipped 4 of 5 jobs" in grown.stderr, grown.stderr[-2000:]

@@ -34,7 +34,7 @@ with cli.collector_paused():
     import pandas as pd
     from scipy import stats as scipy_stats
 
-    from regbench import calibrate, compare, query, store
+    from regbench import calibrate, compare, query, store, sweep
     from regbench import study as rounds
     from regbench.report import provenance
     from regbench.stats import mean_interval
@@ -112,6 +112,13 @@ def train_commands(preset: str, grids: dict[str, tuple[float, ...]], seeds: tupl
             CONTROL: [f"regularizer={CONTROL}"]}
     return [[*base, *arguments] for option, arguments in jobs.items()
             if regularizers is None or option in regularizers]
+
+
+def train_path(preset: str, grids: dict[str, tuple[float, ...]], extra: tuple[str, ...]) -> int:
+    """Train the path: ``train_commands`` on the selection seeds into the preset's experiment,
+    those with a job still to train (``sweep.still_to_train``); ``cli.run_commands``' code."""
+    return cli.run_commands(sweep.still_to_train(train_commands(
+        preset, grids, SELECTION_SEEDS, preset, extra)))
 
 
 @dataclass(frozen=True)
@@ -321,8 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             cli.fail(str(error))
         if calibrations:
             print(calibrate.markdown(calibrations), file=sys.stderr)
-        return cli.run_commands(train_commands(args.preset, found, SELECTION_SEEDS,
-                                               args.preset, extra))
+        return train_path(args.preset, found, extra)
 
     try:
         store.connect(args.tracking_uri, create=False)

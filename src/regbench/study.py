@@ -4,9 +4,9 @@ compared on fresh seeds, grown in rounds until every comparison is decided.
 Each round trains every arm on the seeds of the next look of the schedule
 (``sequential.Schedule``: seeds ``start .. start + n - 1``) as multiruns of regbench.train into
 one experiment; finished runs are skipped (a multirun whose every job has one is not even
-started: ``launched``), so seeds trained before (an earlier study, an interrupted one) count as
-the first rounds, and Ctrl-C between or within rounds loses no
-finished run. After each round every comparison (each arm against the reference, on each of
+started: ``sweep.still_to_train``), so seeds trained before (an earlier study, an interrupted
+one) count as the first rounds, and Ctrl-C between or within rounds loses no finished run.
+After each round every comparison (each arm against the reference, on each of
 ``comparison.TESTED``) is looked at with ``sequential.decide``, one line per look says what is
 decided and what goes on, and the study stops when all are decided or at the budget. Looks are
 recomputed from the store each time, in order (a comparison keeps the first decision it
@@ -179,16 +179,7 @@ def training(comparisons: list[Tracked]) -> frozenset[str]:
     return frozenset(record.arm_name(arm) for c in undecided for arm in (c.arm, c.reference))
 
 
-def launched(commands: list[list[str]]) -> list[list[str]]:
-    """``commands`` without the ``regbench.train`` multiruns whose every job already has a
-    FINISHED run (``sweep.every_job_finished``): such a command would start a process only to
-    skip each job, which makes resuming a study that has trained its looks slow."""
-    train = [sys.executable, "-m", "regbench.train"]
-    left_out = [c for c in commands if c[:3] == train and sweep.every_job_finished(c[3:])]
-    if left_out:
-        print(f"{len(left_out)} of {len(commands)} multiruns not started: every job of theirs "
-              "has a FINISHED run", file=sys.stderr, flush=True)
-    return [c for c in commands if c not in left_out]
+
 
 
 def grow(commands: Callable[[range, frozenset[str] | None], list[list[str]]], experiment: str,
@@ -214,7 +205,7 @@ def grow(commands: Callable[[range, frozenset[str] | None], list[list[str]]], ex
     out.mkdir(parents=True, exist_ok=True)
     for number, n in enumerate(looks, start=1):
         seeds = range(start, start + n)
-        code = cli.run_commands(launched(commands(seeds, regularizers)))
+        code = cli.run_commands(sweep.still_to_train(commands(seeds, regularizers)))
         if code == cli.EXIT_INTERRUPTED:
             return code
         worst = max(worst, code)

@@ -268,3 +268,15 @@ def every_job_finished(arguments: list[str]) -> bool:
                                                   tracking.config_hash(cfg)):
             return False
     return True
+
+
+def still_to_train(commands: list[list[str]]) -> list[list[str]]:
+    """``commands`` without the ``python -m regbench.train`` multiruns that would skip every job
+    (``every_job_finished``): such a command would start a process only to skip each job, which
+    makes resuming a study or a path that has trained everything slow."""
+    train = [sys.executable, "-m", "regbench.train"]
+    left_out = [c for c in commands if c[:3] == train and every_job_finished(c[3:])]
+    if left_out:
+        print(f"{len(left_out)} of {len(commands)} multiruns not started: every job of theirs "
+              "has a FINISHED run", file=sys.stderr, flush=True)
+    return [c for c in commands if c not in left_out]

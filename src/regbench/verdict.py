@@ -127,8 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         grids, _ = path.grids(args.preset, list(shown), extra, args.tracking_uri)
     except (ConfigError, store.StoreError) as error:
         cli.fail(str(error))
-    code = cli.run_commands(path.train_commands(args.preset, grids, path.SELECTION_SEEDS,
-                                                args.preset, extra))
+    code = path.train_path(args.preset, grids, extra)
     if code == cli.EXIT_INTERRUPTED:
         return code
     try:
