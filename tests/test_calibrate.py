@@ -9,6 +9,8 @@ import pytest
 from helpers import sqlite_uri
 from regbench import calibrate, path, record
 from regbench.calibrate import Calibration, CalibrationError, grid_from
+from regbench.sweep import finished_run
+from regbench.tracking import config_hash
 
 
 def test_a_linear_share_gives_a_grid_from_a_thousandth_to_ten():
@@ -59,3 +61,12 @@ def test_the_command_probes_every_builtin_and_shows_a_pinned_grid_beside(tmp_pat
     found = calibrate.in_experiment("path_mnist_small")
     assert [c.option for c in found] == sorted(path.PINNED_GRIDS["path_mnist_small"])
     assert all(math.isclose(c.exponent, 1, abs_tol=calibrate.LINEAR) for c in found)
+    # a probe is not a run of the config it probes: the path's job of that config (l2 at its
+    # default strength, seed 0) trains, also beside a probe that carries its hash as one did
+    probed = config_hash(path.probe_config("path_mnist_small", "l2", ("data=synthetic",
+                                           "model=mlp_small", "trainer=smoke")))
+    probe = probes[probes[f"tags.{record.TAG_CALIBRATION}"] == "l2"].iloc[0]
+    assert probe[f"tags.{record.TAG_PROBE_HASH}"] == probed
+    assert f"tags.{record.TAG_CONFIG_HASH}" not in probes
+    mlflow.MlflowClient().set_tag(probe["run_id"], record.TAG_CONFIG_HASH, probed)
+    assert finished_run(probe["experiment_id"], probed) is None

@@ -136,7 +136,7 @@ def log(calibration: Calibration, experiment_id: str, config_hash: str) -> str:
 
     from regbench.tracking import git_commit
 
-    tags = {record.TAG_CALIBRATION: calibration.option, record.TAG_CONFIG_HASH: config_hash,
+    tags = {record.TAG_CALIBRATION: calibration.option, record.TAG_PROBE_HASH: config_hash,
             record.TAG_GIT_COMMIT: git_commit()}
     with mlflow.start_run(experiment_id=experiment_id, tags=tags,
                           run_name=f"calibrate-{calibration.option}") as run:
@@ -164,7 +164,7 @@ def _finished(experiment_id: str, where: str) -> pandas.DataFrame:
 def find(experiment_id: str, option: str, config_hash: str) -> Calibration | None:
     """The newest FINISHED calibration of ``option`` with this probe config, if recorded."""
     found = _finished(experiment_id, f"tags.{record.TAG_CALIBRATION} = '{option}' and "
-                                     f"tags.{record.TAG_CONFIG_HASH} = '{config_hash}'")
+                                     f"tags.{record.TAG_PROBE_HASH} = '{config_hash}'")
     return None if found.empty else _stored(found["artifact_uri"][0])
 
 

@@ -59,8 +59,10 @@ PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 
 # a strength grid's calibration probe, logged in the path's experiment (regbench.calibrate):
-# the tag holds the option probed; such a run trains nothing a comparison reads
-TAG_CALIBRATION = "calibration"
+# the tag holds the option probed; such a run trains nothing a comparison reads. Its key is the
+# hash of the config it probes, under a tag of its own: TAG_CONFIG_HASH says a run trained that
+# config, and a job of it finding the probe would skip its training
+TAG_CALIBRATION, TAG_PROBE_HASH = "calibration", "probe_config_hash"
 
 # sweeps: the parent run of a multirun
 TAG_SWEEP, SWEEP_PARENT, TAG_SWEEP_DIR, TAG_LAUNCHER = "sweep", "parent", "sweep_dir", "launcher"

@@ -66,13 +66,16 @@ def find_parent_run(experiment_id: str, sweep_dir: str) -> str | None:
 
 
 def finished_run(experiment_id: str, config_hash: str) -> str | None:
-    """The id of a FINISHED run of the experiment with this config hash, or None."""
+    """The id of a FINISHED training run of the experiment with this config hash, or None.
+    Calibration probes are not: those recorded before ``record.TAG_PROBE_HASH`` carry the
+    hash of the config they probe under ``config_hash``."""
     import mlflow
 
     found = mlflow.MlflowClient().search_runs(
         [experiment_id], f"tags.{record.TAG_CONFIG_HASH} = '{config_hash}' and "
-        f"attributes.status = '{record.FINISHED}'", max_results=1)
-    return found[0].info.run_id if found else None
+        f"attributes.status = '{record.FINISHED}'")
+    return next((run.info.run_id for run in found
+                 if record.TAG_CALIBRATION not in run.data.tags), None)
 
 
 @dataclass(frozen=True)
