@@ -19,7 +19,6 @@ def pytest_configure(config):
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-
 @pytest.fixture(scope="session")
 def smoke_store(tmp_path_factory):
     """A store holding one 2-epoch synthetic run per regularizer none, l2 and custom."""

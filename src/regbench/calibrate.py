@@ -217,7 +217,6 @@ def markdown(calibrations: list[Calibration]) -> str:
     return "\n".join(lines) + "\n"
 
 
-
 def pinned_markdown(calibrations: list[Calibration], pinned: dict[str, tuple[float, ...]],
                     shares: dict[str, dict[float, float]], no_ops: dict[str, set[float]]) -> str:
     """A pinned preset's grids beside the calibrated ones: per option, the pinned points with

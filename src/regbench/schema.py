@@ -106,7 +106,6 @@ class RegbenchConfig:
     rerun: bool = MISSING
 
 
-
 ConfigStore.instance().store(name=SCHEMA_NAME, node=RegbenchConfig)
 
 

@@ -54,7 +54,6 @@ class Tracked:
     looks: list[sequential.Look] = field(default_factory=list)
     scheduled: list[int] = field(default_factory=list)  # seeds per arm at each look taken
 
-
     @property
     def final(self) -> sequential.Look:
         """The first deciding look, else the latest."""
@@ -69,7 +68,6 @@ class Tracked:
         """The seeds per arm the schedule had at the final look (its runs, failed ones aside;
         ``final.seeds`` counts the seeds both arms finished)."""
         return self.scheduled[self.looks.index(self.final)]
-
 
 
 def look_at(runs: pd.DataFrame, seeds_per_arm: int, references: tuple[str, ...],
@@ -151,9 +149,9 @@ def markdown(comparisons: list[Tracked], schedule: sequential.Schedule, start: i
              "or at the budget. Each interval below is the confidence sequence where its "
              "comparison stopped, valid however the stop was chosen; looks are the seeds per "
              "arm at each look it took, seeds those both arms finished at its last (the "
-             "interval's). comparison.md beside this "
-             "file is the fixed-sample analysis of the same runs (means, curves, plots); its "
-             "p-values do not account for the looks, these verdicts do.", "",
+             "interval's). comparison.md beside this file is the fixed-sample analysis of the "
+             "same runs (means, curves, plots); its p-values do not account for the looks, "
+             "these verdicts do.", "",
              "| arm | metric | looks | seeds | difference | confidence sequence | verdict | why "
              "it stopped |", "|---|---|---|---|---|---|---|---|"]
     for c in comparisons:
@@ -177,9 +175,6 @@ def training(comparisons: list[Tracked]) -> frozenset[str]:
     later seeds would be spent for nothing."""
     undecided = [c for c in comparisons if not c.decided]
     return frozenset(record.arm_name(arm) for c in undecided for arm in (c.arm, c.reference))
-
-
-
 
 
 def grow(commands: Callable[[range, frozenset[str] | None], list[list[str]]], experiment: str,
