@@ -130,6 +130,23 @@ def test_arms_that_differ_by_round_off_alone_are_named():
         "this strength the regularizer had no measurable effect")
 
 
+def test_an_accuracy_equal_on_every_seed_is_tested_when_the_losses_differ():
+    """Two models can score the same count on every seed and still differ: identical needs
+    every metric to agree (comparison.identical), else the metric is tested like any other."""
+    seeds = [0, 1, 2, 3, 4]
+    frame = pd.DataFrame({"run_id": [f"r{i}" for i in range(10)], "seed": seeds * 2,
+                          "arm": ["none"] * 5 + ["custom-0.01"] * 5,
+                          "metrics.test_accuracy": [0.8557, 0.8555, 0.8562, 0.8501, 0.8533] * 2,
+                          "metrics.test_data_loss": [0.57, 0.51, 0.58, 0.55, 0.56, 0.5702,
+                                                     0.5098, 0.5801, 0.5503, 0.5597]})
+    result = summarise(query.RecordedRuns(frame), "none")
+    accuracy, _ = result.differences["custom-0.01"]
+    assert not accuracy.identical and accuracy.verdict == stats.INCONCLUSIVE
+    assert accuracy.seeds_needed == 7  # the sign flips' floor, 2/2^7 <= 0.05/2
+    assert result.identical == () and not any("identical" in line
+                                               for line in report.verdict_lines(result))
+
+
 def test_a_single_run_cannot_be_judged(comparison):
     accuracy, _ = comparison.differences["l1-0.001"]
     assert accuracy.verdict == stats.CANNOT_JUDGE

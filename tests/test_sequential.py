@@ -56,8 +56,12 @@ def test_decisions_on_hand_made_studies():
                                    0.001, family=4)
     assert equivalent.decision == stats.EQUIVALENT and -0.001 < equivalent.low
     same = sequential.decide("test_accuracy", by_seed(reference), by_seed(reference), True,
-                             0.001, family=4)
+                             0.001, family=4, identical=True)
     assert same.decision == sequential.IDENTICAL
+    counts = reference[:5]  # equal on this metric only: tested, and 5 seeds cannot decide
+    alone = sequential.decide("test_accuracy", by_seed(counts), by_seed(counts), True, 0.001,
+                              family=4)
+    assert alone.decision == sequential.CONTINUE
 
 
 def test_zero_spread_is_held_back_by_the_sign_flips():

@@ -75,9 +75,17 @@ def test_tost_inside_and_outside_the_margin():
 
 
 def test_identical_arms_get_no_p_value():
-    d = stats.adjust([stats.compare("test_accuracy", by_seed(A), by_seed(A), True, 0.001)])[0]
+    d = stats.adjust([stats.compare("test_accuracy", by_seed(A), by_seed(A), True, 0.001,
+                                    identical=True)])[0]
     assert d.identical and d.verdict == stats.EQUIVALENT
     assert np.isnan(d.p_value) and np.isnan(d.p_adjusted) and not d.tested
+    # the same values on this metric alone (the caller did not find the runs identical on
+    # every metric): not identical, and 3 seeds' zero spread cannot reach equivalence (the
+    # sign flips' floor is 1/2^3); 6 seeds could (2/2^6 <= 0.05)
+    alone = stats.adjust([stats.compare("test_accuracy", by_seed(A[:3]), by_seed(A[:3]), True,
+                                        0.001)])[0]
+    assert not alone.identical and alone.verdict == stats.INCONCLUSIVE
+    assert alone.p_tost == pytest.approx(1 / 8) and alone.seeds_needed == 6
 
 
 def test_an_inconclusive_verdict_says_how_many_seeds_would_settle_it():
@@ -180,7 +188,7 @@ def test_round_off_is_identical_by_one_rule():
     reference = np.array([0.05709382, 0.05099969, 0.05794143])
     arm = np.array([0.05709390, 0.05099970, 0.05794166])  # float32 round-off apart
     d = stats.adjust([stats.compare("test_data_loss", by_seed(arm), by_seed(reference), False,
-                                    0.005)])[0]
+                                    0.005, identical=True)])[0]
     assert d.identical and d.verdict == stats.EQUIVALENT and np.isnan(d.p_adjusted)
     assert not stats.agree_to_round_off(reference * 1.001, reference)
 

@@ -131,6 +131,14 @@ def _round_off_gap(a: dict, o: dict) -> float | None:
     return float(np.max(np.abs(x - y))) if stats.agree_to_round_off(x, y) else None
 
 
+def identical(arm: pd.DataFrame, other: pd.DataFrame) -> bool:
+    """The one rule for identical arms: the same n >= 2 seeds, and on each every metric of
+    TESTED agrees to round-off (``stats.agree_to_round_off``). One metric agreeing alone is not
+    enough: an accuracy is a count, and two models can score the same on every seed and still
+    differ in their losses."""
+    return all(_round_off_gap(by_seed(arm, m), by_seed(other, m)) is not None for m in TESTED)
+
+
 def identical_pairs(groups: dict[str, pd.DataFrame]) -> list[Identical]:
     """Each pair of arms whose TESTED metrics agree on every seed, exactly or to within
     ``stats.ROUND_OFF`` (relative): the arm's regularizer changed nothing float32 arithmetic can
@@ -140,11 +148,11 @@ def identical_pairs(groups: dict[str, pd.DataFrame]) -> list[Identical]:
     arms = list(groups)
     for index, arm in enumerate(arms):
         for other in arms[:index]:
-            seeds = by_seed(groups[arm], next(iter(TESTED)))
-            gaps = [_round_off_gap(by_seed(groups[arm], m), by_seed(groups[other], m))
-                    for m in TESTED]
-            if all(gap is not None for gap in gaps):
+            if identical(groups[arm], groups[other]):
+                gaps = [_round_off_gap(by_seed(groups[arm], m), by_seed(groups[other], m))
+                        for m in TESTED]
                 regularized, control = (other, arm) if arm == "none" else (arm, other)
+                seeds = by_seed(groups[arm], next(iter(TESTED)))
                 pairs.append(Identical(regularized, control, len(seeds), max(gaps)))
     return pairs
 
@@ -201,9 +209,10 @@ def summarise(recorded: RecordedRuns, reference: str | None,
     groups = {arm: runs[runs["arm"] == arm] for arm in order}
     summary = pd.DataFrame([_summary_row(arm, group) for arm, group in groups.items()])
     family = (len(order) - 1) * len(TESTED)
+    same = {arm: identical(groups[arm], groups[reference_arm]) for arm in order[1:]}
     raw = [(arm, stats.compare(metric, by_seed(groups[arm], metric),
                                by_seed(groups[reference_arm], metric), higher, margins[metric],
-                               family))
+                               family, same[arm]))
            for arm in order[1:] for metric, higher in TESTED.items()]
     adjusted = stats.adjust([difference for _, difference in raw])
     differences: dict[str, list[stats.Difference]] = {arm: [] for arm in order[1:]}

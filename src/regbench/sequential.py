@@ -31,8 +31,8 @@ Decisions, with m comparisons in the study and each CS at level 1 - alpha/m (Bon
 cover at once with probability >= 1 - alpha, so the family-wise error of every decision below
 is <= alpha under any stopping):
 
-* identical: the arms agree on every seed to float32 round-off (``stats.agree_to_round_off``):
-  equivalent, no test;
+* identical: the arms agree on every seed and every metric to float32 round-off
+  (``comparison.identical``): equivalent, no test (one metric agreeing alone is tested);
 * better / worse: the CS excludes 0, and the sign-flip permutation test agrees at alpha/m (a
   guard where normality fails: a zero spread would make the CS a point);
 * equivalent: the CS lies inside (-margin, +margin), and both one-sided permutation tests of
@@ -179,16 +179,17 @@ class Look:
 
 
 def decide(metric: str, arm: dict, reference: dict, higher_is_better: bool, margin: float,
-           family: int) -> Look:
+           family: int, identical: bool = False) -> Look:
     """Look at one comparison (arm and reference: seed -> value, NaN already dropped) on the
-    seeds both have, with its CS at level 1 - alpha/family, as the module's docstring says."""
+    seeds both have, with its CS at level 1 - alpha/family, as the module's docstring says;
+    ``identical``: the arms' runs agree to round-off on every metric."""
     shared = sorted(set(arm) & set(reference))
     a = np.array([arm[s] for s in shared], dtype=float)
     r = np.array([reference[s] for s in shared], dtype=float)
     if len(shared) < 2:
         return Look(metric, len(shared), np.nan, -np.inf, np.inf, CONTINUE)
     estimate = float(np.mean(a - r))
-    if stats.agree_to_round_off(a, r):
+    if identical and stats.agree_to_round_off(a, r):
         return Look(metric, len(shared), estimate, estimate, estimate, IDENTICAL)
     code, low, high = decisions((a - r)[None, :], margin, (1 - stats.CONFIDENCE) / family)
     decision = DECISIONS[code[0]]

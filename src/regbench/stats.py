@@ -37,9 +37,12 @@ permutation test's p on the shifted values; p_TOST = the larger of the two. TOST
 check that the 1 - 2 alpha (90%) t-interval lies inside +/- margin: the report prints that
 interval (``tost_low``, ``tost_high``) beside an *equivalent* verdict.
 
-Identical arms: the paired values agree on every shared seed to within ROUND_OFF (relative),
-exactly or by float32 round-off (``agree_to_round_off``, the one rule for "identical"): no
-test is run, and the verdict is *equivalent*.
+Identical arms: the caller says so (``identical``), when the paired values of every metric it
+compares agree on every shared seed to within ROUND_OFF (relative), exactly or by float32
+round-off (``agree_to_round_off``; ``comparison.identical`` is the one rule): the runs computed
+the same thing, no test is run, and the verdict is *equivalent*. One metric agreeing alone is
+not identity (an accuracy is a count, and two models can score the same on every seed and
+differ): it is tested like any other, and a zero spread is held back by the sign flips.
 
 Verdict, from the arm's point of view, on the adjusted p-values:
 
@@ -246,11 +249,15 @@ def seeds_needed(a: np.ndarray, r: np.ndarray, paired: bool, margin: float,
     """Smallest seeds per arm at which a two-sided t-test at (1 - CONFIDENCE) / ``family``
     detects a true difference of ``margin`` with ``power``, taking the observed standard
     deviations as true (of the differences if paired, of each arm if not); None beyond
-    MAX_SEEDS_NEEDED or when there is no spread to go by."""
+    MAX_SEEDS_NEEDED or when there is no spread to go by. Paired differences without spread
+    (every seed's the same) would detect anything at once but for the exact sign-flip test,
+    whose two-sided p is at least 2 / 2^n: then the smallest n with 2 / 2^n <= alpha."""
     alpha = (1 - CONFIDENCE) / family
     var_a, var_r = np.var(a, ddof=1), np.var(r, ddof=1)
     var_d = np.var(a - r, ddof=1) if paired else np.nan
-    if (paired and var_d == 0) or (not paired and var_a + var_r == 0) or margin <= 0:
+    if paired and var_d == 0 and margin > 0:
+        return int(math.ceil(math.log2(2 / alpha)))
+    if (not paired and var_a + var_r == 0) or margin <= 0:
         return None
     n = np.arange(2, MAX_SEEDS_NEEDED + 1)  # every candidate at once, power grows with n
     if paired:
@@ -324,10 +331,11 @@ def _bootstrap_interval(a: np.ndarray, r: np.ndarray, paired: bool, seed: int = 
 
 
 def compare(metric: str, arm: dict, reference: dict, higher_is_better: bool,
-            margin: float, family: int = 1) -> Difference:
+            margin: float, family: int = 1, identical: bool = False) -> Difference:
     """The Difference of ``arm`` against ``reference`` (both: seed -> value) for ``metric``,
     as the module's docstring defines it; ``family`` is the number of tests of the report
-    (seeds needed are counted at alpha / family). Its adjusted p-values are NaN until
+    (seeds needed are counted at alpha / family); ``identical``: the arms' runs agree to
+    round-off on every metric (then this one must too). Its adjusted p-values are NaN until
     ``adjust`` sets them for the whole report."""
     nan_dropped = sum(v != v for v in (*arm.values(), *reference.values()))
     arm = {s: v for s, v in arm.items() if v == v}
@@ -346,7 +354,7 @@ def compare(metric: str, arm: dict, reference: dict, higher_is_better: bool,
                           estimate, nan, nan, nan, nan, True, nan, nan, nan, nan, nan, nan,
                           nan, nan, None, **counts)
     improvement = probability_of_improvement(a, r, higher_is_better)
-    if paired and agree_to_round_off(a, r):
+    if paired and identical and agree_to_round_off(a, r):
         return Difference(metric, higher_is_better, margin, len(a), len(r), True, True,
                           estimate, estimate, estimate, nan, nan, True, nan, nan, nan, nan,
                           nan, *improvement, None, **counts)

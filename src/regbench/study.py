@@ -34,7 +34,13 @@ with cli.collector_paused():
     import pandas as pd
 
     from regbench import compare, query, record, report, sequential, stats, store, sweep
-    from regbench.comparison import DEFAULT_MARGINS, TESTED, by_seed, resolve_reference
+    from regbench.comparison import (
+        DEFAULT_MARGINS,
+        TESTED,
+        by_seed,
+        identical,
+        resolve_reference,
+    )
     from regbench.locations import REPORTS_DIR
     from regbench.tracking import git_commit
 
@@ -86,6 +92,7 @@ def look_at(runs: pd.DataFrame, seeds_per_arm: int, references: tuple[str, ...],
         control = runs[runs["arm"] == reference]
         for arm in compared:
             group = runs[runs["arm"] == arm]
+            same = identical(group, control)
             label = arm if len(chosen) == 1 else f"{arm} vs {reference}"
             for metric, higher in TESTED.items():
                 entry = comparisons.setdefault((arm, reference, metric),
@@ -94,7 +101,7 @@ def look_at(runs: pd.DataFrame, seeds_per_arm: int, references: tuple[str, ...],
                     entry.scheduled.append(seeds_per_arm)
                     entry.looks.append(sequential.decide(
                         metric, by_seed(group, metric), by_seed(control, metric), higher,
-                        margins[metric], max(family, 1)))
+                        margins[metric], max(family, 1), same))
 
 
 def look_line(number: int, seeds: int, comparisons: list[Tracked], last: bool) -> str:
