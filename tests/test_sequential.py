@@ -62,6 +62,7 @@ def test_decisions_on_hand_made_studies():
     alone = sequential.decide("test_accuracy", by_seed(counts), by_seed(counts), True, 0.001,
                               family=4)
     assert alone.decision == sequential.CONTINUE
+    assert (alone.low, alone.high) == (-np.inf, np.inf)  # the boundary is infinite at 5 seeds
 
 
 def test_zero_spread_is_held_back_by_the_sign_flips():

@@ -146,7 +146,9 @@ def decisions(d: np.ndarray, margin: float, alpha: float,
     TOST are <= alpha; else 0."""
     d = np.atleast_2d(np.asarray(d, dtype=float))
     n = d.shape[1]
-    half = critical_t(n, alpha) * np.std(d, axis=1, ddof=1) / np.sqrt(n)
+    critical = critical_t(n, alpha)  # infinite: the CS is the whole line, whatever the spread
+    half = np.full(len(d), np.inf) if np.isinf(critical) else (
+        critical * np.std(d, axis=1, ddof=1) / np.sqrt(n))
     mean = d.mean(axis=1)
     low, high = mean - half, mean + half
     code = np.zeros(len(d), dtype=int)
