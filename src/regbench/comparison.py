@@ -136,7 +136,12 @@ def identical(arm: pd.DataFrame, other: pd.DataFrame) -> bool:
     TESTED agrees to round-off (``stats.agree_to_round_off``). One metric agreeing alone is not
     enough: an accuracy is a count, and two models can score the same on every seed and still
     differ in their losses."""
-    return all(_round_off_gap(by_seed(arm, m), by_seed(other, m)) is not None for m in TESTED)
+    return None not in _round_off_gaps(arm, other)
+
+
+def _round_off_gaps(arm: pd.DataFrame, other: pd.DataFrame) -> list[float | None]:
+    """``_round_off_gap`` of the two arms on each metric of TESTED."""
+    return [_round_off_gap(by_seed(arm, m), by_seed(other, m)) for m in TESTED]
 
 
 def identical_pairs(groups: dict[str, pd.DataFrame]) -> list[Identical]:
@@ -148,9 +153,8 @@ def identical_pairs(groups: dict[str, pd.DataFrame]) -> list[Identical]:
     arms = list(groups)
     for index, arm in enumerate(arms):
         for other in arms[:index]:
-            if identical(groups[arm], groups[other]):
-                gaps = [_round_off_gap(by_seed(groups[arm], m), by_seed(groups[other], m))
-                        for m in TESTED]
+            gaps = _round_off_gaps(groups[arm], groups[other])
+            if None not in gaps:  # identical(), with the gaps it reads kept for the line
                 regularized, control = (other, arm) if arm == "none" else (arm, other)
                 seeds = by_seed(groups[arm], next(iter(TESTED)))
                 pairs.append(Identical(regularized, control, len(seeds), max(gaps)))
