@@ -259,6 +259,43 @@ def test_a_store_that_stops_answering_at_the_close_is_one_line(tmp_path, monkeyp
     assert "readonly database" in message and "--stale --mark-killed" in message
 
 
+class SwallowsEverything:
+    """Collected at once, it raises ``signum`` inside its ``__del__``, whose bare ``except``
+    loses the handler's KeyboardInterrupt."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+
+    def __del__(self):
+        try:
+            signal.raise_signal(self.signum)
+        except BaseException:  # what a bare except does
+            pass
+
+
+def test_an_interrupt_lost_between_a_sweeps_jobs_keeps_the_next_job_from_starting():
+    """The sweep's block is open (``train._run_sweep``); the signal lands between two jobs and
+    is lost; the next job's block (``train._train``) raises it at once instead of training."""
+    from regbench import cli
+
+    previous = {signum: signal.getsignal(signum) for signum in cli.INTERRUPTS}
+    started = []
+    try:
+        with pytest.raises(KeyboardInterrupt, match="SIGINT"), cli.signals_as_interrupt():
+            SwallowsEverything(signal.SIGINT)
+            assert cli.interrupt_requested() == "signal SIGINT"
+            with cli.signals_as_interrupt():
+                started.append("the next job")
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    assert started == []
+    assert cli.interrupt_requested() is None  # forgotten once the outermost block ended
+    with cli.signals_as_interrupt():  # a later command in this process starts afresh
+        started.append("a later command")
+    assert started == ["a later command"]
+
+
 def test_an_interrupt_swallowed_where_it_landed_still_stops_the_run_killed(tmp_path):
     """A signal's KeyboardInterrupt lands in whatever code runs; inside a ``__del__`` with a bare
     ``except`` (TensorFlow's ConcreteFunctionGarbageCollector has one) it is lost without a
@@ -266,19 +303,12 @@ def test_an_interrupt_swallowed_where_it_landed_still_stops_the_run_killed(tmp_p
     from regbench import cli
     from regbench.training import train_and_evaluate
 
-    class SwallowsEverything:
-        def __del__(self):
-            try:
-                signal.raise_signal(signal.SIGTERM)
-            except BaseException:  # what a bare except does
-                pass
-
     asked = []
 
     def stop_requested():
         asked.append(cli.interrupt_requested())
         if len(asked) == 3:  # training is under way
-            SwallowsEverything()  # collected at once: the signal arrives inside its __del__
+            SwallowsEverything(signal.SIGTERM)  # collected at once: the signal lands in __del__
         return cli.interrupt_requested()
 
     previous = {signum: signal.getsignal(signum) for signum in cli.INTERRUPTS}

@@ -158,6 +158,33 @@ def test_a_sweep_on_a_ray_cluster(tmp_path, monkeypatch):
     assert parent["status"] == "FINISHED" and parent["metrics.children_finished"] == 2
 
 
+def test_an_interrupt_that_became_another_error_still_ends_the_sweep_killed(monkeypatch):
+    """Seen in a 4-job multirun given SIGINT just after its second job: the KeyboardInterrupt
+    landed in OmegaConf while Hydra's launcher composed the third job's config, OmegaConf's
+    clean-up failed on the half-set list (AttributeError), and Hydra printed that error and
+    exited 1; the sweep closed its parent FINISHED and exited 1."""
+    from regbench import cli, sweep, train
+
+    def multirun_whose_interrupt_became_an_error():
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            sys.exit(1)  # what Hydra's run_and_report does with an error reaching it
+
+    closed = []
+    monkeypatch.setattr(train, "hydra_entry", multirun_whose_interrupt_became_an_error)
+    monkeypatch.setattr(sweep, "ACTIVE", sweep.SweepState(run_id="parent"))
+    monkeypatch.setattr(sweep, "close_parent", lambda interrupted: closed.append(interrupted))
+    previous = {signum: signal.getsignal(signum) for signum in cli.INTERRUPTS}
+    try:
+        with pytest.raises(SystemExit) as stop:
+            train._run_sweep()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    assert stop.value.code == cli.EXIT_INTERRUPTED and closed == [True]
+
+
 def _finished_runs(store):
     with sqlite3.connect(store / "mlruns" / "mlflow.db") as connection:
         return connection.execute("SELECT COUNT(*) FROM runs WHERE status = 'FINISHED' AND "
@@ -178,10 +205,10 @@ def test_an_interrupted_study_resumes_and_grows_without_running_anything_twice(t
                 if _finished_runs(tmp_path) >= 2:
                     break
         process.send_signal(signal.SIGINT)
-        process.communicate(timeout=120)
+        _, stderr = process.communicate(timeout=120)
     finally:
         process.kill()
-    assert process.returncode == 130
+    assert process.returncode == 130, stderr[-3000:]
     again = run_module("regbench.train", *study[3:], "seed=0,1,2,3", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
     assert re.search(r"skipped [23] of 4 jobs: already finished", again.stderr)

@@ -98,6 +98,7 @@ def exit_skipping_final_collection(code: int) -> None:
 
 INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 _requested: list[str] = []  # the signal that asked the current block to stop, once one has
+_open_blocks: list[None] = []  # one per signals_as_interrupt block open (a sweep's, its job's)
 
 
 def _raise_interrupt(signum, frame):
@@ -108,10 +109,10 @@ def _raise_interrupt(signum, frame):
 
 
 def interrupt_requested() -> str | None:
-    """``"signal SIGINT"`` or ``"signal SIGTERM"`` once one has arrived inside
-    ``signals_as_interrupt``, else None. The KeyboardInterrupt the signal raises can be lost:
-    it is raised in whatever code runs at that moment, and a ``__del__`` with a bare
-    ``except`` swallows it without a word (TensorFlow's
+    """``"signal SIGINT"`` or ``"signal SIGTERM"`` once one has arrived inside the
+    ``signals_as_interrupt`` blocks open now, else None. The KeyboardInterrupt the signal
+    raises can be lost: it is raised in whatever code runs at that moment, and a ``__del__``
+    with a bare ``except`` swallows it without a word (TensorFlow's
     ``ConcreteFunctionGarbageCollector.__del__`` does); so a long loop asks this at its safe
     points and raises again."""
     return _requested[0] if _requested else None
@@ -123,12 +124,20 @@ def signals_as_interrupt() -> Iterator[None]:
     (``interrupt_requested``), so that both unwind like Ctrl-C (also in a process started in
     the background, where the shell leaves SIGINT ignored). From then on both are ignored until
     the process exits: a second Ctrl-C cannot interrupt the closing of the run or the exit.
-    Without a signal, the previous handlers come back afterwards."""
-    _requested.clear()
+    Without a signal, the previous handlers come back afterwards. Blocks nest (a sweep's, then
+    each job's): a block opened inside one that a signal has already asked to stop raises that
+    KeyboardInterrupt at once, so an interrupt lost where it landed still keeps the next job
+    from starting. The request is forgotten when the outermost block ends."""
+    if _requested:
+        raise KeyboardInterrupt(_requested[0])
+    _open_blocks.append(None)
     previous = {signum: signal.signal(signum, _raise_interrupt) for signum in INTERRUPTS}
     try:
         yield
     finally:
+        _open_blocks.pop()
+        if not _open_blocks:
+            _requested.clear()
         if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)

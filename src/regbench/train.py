@@ -113,7 +113,9 @@ def _train(cfg: DictConfig, parent_run_id: str | None, threads: int | None) -> f
 def _run_sweep() -> None:
     """Hydra's multirun, with the sweep's parent run closed truly whatever stops it: KILLED on
     Ctrl-C or SIGTERM (its running jobs stopped first), FAILED on a job that exits the process;
-    exit code 1 when any job did not finish."""
+    exit code 1 when any job did not finish. A signal whose KeyboardInterrupt became another
+    error where it landed (OmegaConf's clean-up fails on the config it was composing for the
+    next job, and Hydra exits 1 on that error) still counts as the interrupt it was."""
     from regbench import sweep
     from regbench.tracking import signals_held
 
@@ -121,7 +123,8 @@ def _run_sweep() -> None:
         try:
             hydra_entry()
         except (KeyboardInterrupt, SystemExit) as stop:
-            code = stop.code if isinstance(stop, SystemExit) else cli.EXIT_INTERRUPTED
+            code = (cli.EXIT_INTERRUPTED if cli.interrupt_requested()
+                    or isinstance(stop, KeyboardInterrupt) else stop.code)
             if sweep.ACTIVE.run_id and sweep.ACTIVE.status is None:
                 with signals_held():
                     sweep.close_parent(interrupted=code == cli.EXIT_INTERRUPTED)
