@@ -130,6 +130,22 @@ def test_arms_that_differ_by_round_off_alone_are_named():
         "this strength the regularizer had no measurable effect")
 
 
+def test_an_arm_that_stopped_at_fewer_seeds_is_identical_on_the_seeds_it_has():
+    """A sequential study stops an identical arm early while the reference goes on; the
+    fixed-sample report of the same runs pairs on the shared seeds, as stats.compare does."""
+    accuracy, loss = [0.9857, 0.9855, 0.9862, 0.9850, 0.9841], [0.057, 0.051, 0.058, 0.055, 0.06]
+    frame = pd.DataFrame({"run_id": [f"r{i}" for i in range(8)], "seed": [0, 1, 2, 3, 4, 0, 1, 2],
+                          "arm": ["none"] * 5 + ["orthogonal-0.0001"] * 3,
+                          "metrics.test_accuracy": accuracy + accuracy[:3],
+                          "metrics.test_data_loss": loss + loss[:3]})
+    result = summarise(query.RecordedRuns(frame), "none")
+    accuracy_difference, loss_difference = result.differences["orthogonal-0.0001"]
+    assert accuracy_difference.identical and loss_difference.identical
+    assert accuracy_difference.left_out == 2
+    assert ("orthogonal-0.0001 is identical to none on all 3 seeds: at this strength the "
+            "regularizer had no effect") in report.verdict_lines(result)
+
+
 def test_an_accuracy_equal_on_every_seed_is_tested_when_the_losses_differ():
     """Two models can score the same count on every seed and still differ: identical needs
     every metric to agree (comparison.identical), else the metric is tested like any other."""

@@ -122,18 +122,20 @@ def resolve_reference(reference: str | None, arms: list[str]) -> str:
 
 
 def _round_off_gap(a: dict, o: dict) -> float | None:
-    """The largest |a_s - o_s| when both have the same n >= 2 seeds and agree on each to
-    round-off (``stats.agree_to_round_off``, the rule stats.compare uses too); else None."""
-    if not stats.is_paired(a, o):
+    """The largest |a_s - o_s| over the seeds both have, when they are n >= 2 and the two
+    agree on each to round-off (``stats.agree_to_round_off``); else None. Paired as
+    ``stats.compare`` pairs: an arm stopped at fewer seeds than the reference is judged on the
+    seeds it has."""
+    seeds = stats.shared_seeds(a, o)
+    if len(seeds) < 2:
         return None
-    seeds = sorted(a)
     x, y = np.array([a[s] for s in seeds]), np.array([o[s] for s in seeds])
     return float(np.max(np.abs(x - y))) if stats.agree_to_round_off(x, y) else None
 
 
 def identical(arm: pd.DataFrame, other: pd.DataFrame) -> bool:
-    """The one rule for identical arms: the same n >= 2 seeds, and on each every metric of
-    TESTED agrees to round-off (``stats.agree_to_round_off``). One metric agreeing alone is not
+    """The one rule for identical arms: n >= 2 seeds both arms have, and on each every metric
+    of TESTED agrees to round-off (``stats.agree_to_round_off``). One metric agreeing alone is not
     enough: an accuracy is a count, and two models can score the same on every seed and still
     differ in their losses."""
     return None not in _round_off_gaps(arm, other)
@@ -156,7 +158,9 @@ def identical_pairs(groups: dict[str, pd.DataFrame]) -> list[Identical]:
             gaps = _round_off_gaps(groups[arm], groups[other])
             if None not in gaps:  # identical(), with the gaps it reads kept for the line
                 regularized, control = (other, arm) if arm == "none" else (arm, other)
-                seeds = by_seed(groups[arm], next(iter(TESTED)))
+                first = next(iter(TESTED))
+                seeds = stats.shared_seeds(by_seed(groups[arm], first),
+                                           by_seed(groups[other], first))
                 pairs.append(Identical(regularized, control, len(seeds), max(gaps)))
     return pairs
 

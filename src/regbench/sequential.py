@@ -185,7 +185,7 @@ def decide(metric: str, arm: dict, reference: dict, higher_is_better: bool, marg
     """Look at one comparison (arm and reference: seed -> value, NaN already dropped) on the
     seeds both have, with its CS at level 1 - alpha/family, as the module's docstring says;
     ``identical``: the arms' runs agree to round-off on every metric."""
-    shared = sorted(set(arm) & set(reference))
+    shared = stats.shared_seeds(arm, reference)
     a = np.array([arm[s] for s in shared], dtype=float)
     r = np.array([reference[s] for s in shared], dtype=float)
     if len(shared) < 2:

@@ -146,9 +146,9 @@ class Difference:
         return INCONCLUSIVE
 
 
-def is_paired(arm: dict, reference: dict) -> bool:
-    """Both arms have the same seeds, at least two."""
-    return len(arm) >= 2 and sorted(arm) == sorted(reference)
+def shared_seeds(arm: dict, reference: dict) -> list:
+    """The seeds both arms have (the keys of seed -> value), in order: what pairing pairs."""
+    return sorted(set(arm) & set(reference))
 
 
 def agree_to_round_off(a: np.ndarray, r: np.ndarray) -> bool:
@@ -340,7 +340,7 @@ def compare(metric: str, arm: dict, reference: dict, higher_is_better: bool,
     nan_dropped = sum(v != v for v in (*arm.values(), *reference.values()))
     arm = {s: v for s, v in arm.items() if v == v}
     reference = {s: v for s, v in reference.items() if v == v}
-    shared = sorted(set(arm) & set(reference))
+    shared = shared_seeds(arm, reference)
     paired = len(shared) >= 2
     left_out = len(arm) + len(reference) - 2 * len(shared) if paired else 0
     a = np.array([arm[s] for s in shared] if paired else list(arm.values()), dtype=float)
