@@ -118,16 +118,18 @@ def wait_for_training_runs(store: Path, count: int, timeout: float = 180) -> Non
 
 
 def record_run(experiment_id, arm, params, seed, accuracy, data_loss, with_reliability=True):
-    """A FINISHED run as regbench.train records one, with the test metrics given: tags (arm),
-    params (``regularizer.<key>``, seed), final metrics, 3 epochs of curves, reliability bins."""
+    """A FINISHED run as regbench.train records one, with the test metrics given: tags (arm,
+    today's code identity of its regularizer), params (``regularizer.<key>``, seed), final
+    metrics, 3 epochs of curves, reliability bins."""
     from mlflow.tracking import MlflowClient
 
-    from regbench import record
+    from regbench import identity, record
     from regbench.metrics import reliability_bins
 
     client = MlflowClient()
     run = client.create_run(experiment_id, tags={"mlflow.runName": f"{arm}-{seed}",
-                                                 record.TAG_ARM: arm})
+                                                 record.TAG_ARM: arm,
+                                                 **identity.of_option(params["name"]).tags()})
     for key, value in params.items():
         client.log_param(run.info.run_id, f"regularizer.{key}", value)
     client.log_param(run.info.run_id, "seed", seed)

@@ -9,7 +9,7 @@ import pytest
 from helpers import sqlite_uri
 from regbench import calibrate, path, record
 from regbench.calibrate import Calibration, CalibrationError, grid_from
-from regbench.sweep import finished_run
+from regbench.sweep import finished_runs
 from regbench.tracking import config_hash
 
 
@@ -69,4 +69,4 @@ def test_the_command_probes_every_builtin_and_shows_a_pinned_grid_beside(tmp_pat
     assert probe[f"tags.{record.TAG_PROBE_HASH}"] == probed
     assert f"tags.{record.TAG_CONFIG_HASH}" not in probes
     mlflow.MlflowClient().set_tag(probe["run_id"], record.TAG_CONFIG_HASH, probed)
-    assert finished_run(probe["experiment_id"], probed) is None
+    assert finished_runs(probe["experiment_id"], probed) == []

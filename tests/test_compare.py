@@ -518,8 +518,8 @@ def test_a_report_states_the_configuration_its_runs_share():
                          "params.trainer.optimizer": ["adam"] * 3,
                          "params.optimizer_learning_rate": ["0.001"] * 3,
                          "params.regularizer.weight": ["0.0001", "0.001", None],
-                         "tags.git_commit": ["a" * 40] * 3})
+                         "tags.git_commit": ["a" * 40] * 3, "arm": ["l2-0.0001"] * 3})
     assert report.shared_config(runs) == "model.name=mlp_bn; trainer.optimizer=adam"
     header = report.provenance("python -m regbench.compare", "b" * 40, runs)
-    assert header.split("\n\n")[1] == (
+    assert header.split("\n\n")[-2] == (
         "Configuration every run shares: model.name=mlp_bn; trainer.optimizer=adam.")

@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from helpers import QUIET_TENSORFLOW, sqlite_uri, wait_for_training_runs
-from regbench import cli, path, query, record
+from regbench import cli, identity, path, query, record
 
 
 def point(strength, val, loss=0.1):
@@ -28,7 +28,8 @@ def test_best_and_one_standard_error_rules():
 def record_path_run(experiment_id, strength, seed, val_accuracy, test_loss):
     client = MlflowClient()
     run = client.create_run(experiment_id, tags={record.TAG_ARM: f"l2-{strength:g}",
-                                                 record.TAG_REGULARIZER: "l2"})
+                                                 record.TAG_REGULARIZER: "l2",
+                                                 **identity.of_option("l2").tags()})
     client.log_param(run.info.run_id, "regularizer.weight", str(strength))
     client.log_param(run.info.run_id, record.PARAM_SEED, str(seed))
     for epoch, value in enumerate([val_accuracy - 0.05, val_accuracy, val_accuracy - 0.01]):

@@ -192,7 +192,22 @@ def test_an_installed_packages_entry_point_registers_its_options(plugin, tmp_pat
     points = [EntryPoint("theirs", "their_package", registry.ENTRY_POINT_GROUP)]
     monkeypatch.setattr(registry, "entry_points", lambda group: points)
     check_overrides(["regularizer=theirs", "regularizer.weight=0.2"])
-    assert registry.get("theirs").target == "their_package.Mine"
+    assert registry.get("theirs").target == "plugin.Mine"
+    assert registry.get("theirs").source == "entry point their_package"
+    packaged = config_hash(composed("regularizer=theirs"))
+    # the same code from a file of another name: the same option, config hash and code
+    # identity, so its runs are one arm however the class was loaded
+    from regbench import identity
+
+    code = identity.of_option("theirs")
+    monkeypatch.setattr(registry, "entry_points", lambda group: [])
+    plugin(textwrap.dedent(GOOD_CLASS) + "regularizer('theirs')(Mine)\n", name="renamed.py")
+    check_overrides(["regularizer=theirs"])
+    assert registry.get("theirs").source == f"file {tmp_path / 'renamed.py'}"
+    assert config_hash(composed("regularizer=theirs")) == packaged
+    assert identity.of_option("theirs").identity == code.identity
+    monkeypatch.setattr(registry, "entry_points", lambda group: points)
+    monkeypatch.delenv(registry.PLUGINS_ENV)
     points.append(EntryPoint("broken", "broken_package:Thing", registry.ENTRY_POINT_GROUP))
     registry.load.cache_clear()
     with pytest.raises(ConfigError, match=r"^entry point broken \(broken_package:Thing\) of "

@@ -2,20 +2,31 @@
 end on synthetic data (calibrate, path, selection, fresh seeds in rounds, report), resumed."""
 
 import mlflow
+import pandas as pd
 import pytest
 
 from helpers import PROJECT_ROOT, sqlite_uri
-from regbench import calibrate, path, query, record, verdict
+from regbench import calibrate, identity, path, query, record, verdict
 
 EXAMPLE = PROJECT_ROOT / "examples" / "soft_orthogonal.py"
 # each multirun's jobs in its own process, one after another (no worker processes to start)
 SMALL = ["data=synthetic", "trainer=smoke", "model=mlp_small", "hydra/launcher=basic"]
 
 
+def probes_of(uri: str) -> list[str]:
+    """The options of the calibration probes recorded in the experiment path_mnist."""
+    mlflow.set_tracking_uri(uri)
+    probes = mlflow.search_runs(experiment_names=["path_mnist"],
+                                filter_string=f"tags.{record.TAG_CALIBRATION} != ''")
+    return list(probes[f"tags.{record.TAG_CALIBRATION}"])
+
+
 def test_a_users_regularizer_from_its_file_to_a_verdict(plugin, tmp_path, monkeypatch, capsys):
     """Its runs resume as every multirun's do (tests/test_sweep.py); its calibration is found
-    in the experiment, not probed again."""
-    plugin(EXAMPLE)  # REGBENCH_PLUGINS: the multiruns the command starts inherit it
+    in the experiment, not probed again. Edited, the plugin's file is trained again only when
+    its code changed (a comment is not a change; a formula is), and the report then names the
+    new code identity."""
+    mine = plugin(EXAMPLE.read_text(), name="soft_orthogonal.py")  # the jobs inherit it
     monkeypatch.chdir(tmp_path)  # Hydra's multirun folders
     monkeypatch.setattr(calibrate, "GRID_POINTS", 2)
     monkeypatch.setattr(calibrate, "PROBE_STEPS", 30)
@@ -36,10 +47,7 @@ def test_a_users_regularizer_from_its_file_to_a_verdict(plugin, tmp_path, monkey
     assert {"sequential.md", "comparison.md", "verdict.md"} <= {
         p.name for p in (tmp_path / "v").iterdir()}
 
-    mlflow.set_tracking_uri(uri)
-    probes = mlflow.search_runs(experiment_names=["path_mnist"],
-                                filter_string=f"tags.{record.TAG_CALIBRATION} != ''")
-    assert sorted(probes[f"tags.{record.TAG_CALIBRATION}"]) == ["l2", "soft_orthogonal"]
+    assert sorted(probes_of(uri)) == ["l2", "soft_orthogonal"]
     grid = calibrate.in_experiment("path_mnist")[1].grid
     trained = query.fetch_runs("path_mnist", None).runs
     assert sorted(trained[trained["arm"].str.startswith("soft_orthogonal")]["arm"].unique()) \
@@ -51,9 +59,45 @@ def test_a_users_regularizer_from_its_file_to_a_verdict(plugin, tmp_path, monkey
     def probe_again(*_):
         raise AssertionError("probed again")
 
+    calibrate_probe = calibrate.probe
+
     monkeypatch.setattr(calibrate, "probe", probe_again)  # found in the experiment instead
     assert path.grids("path_mnist", ["soft_orthogonal"], tuple(SMALL), uri)[0] == {
         "soft_orthogonal": grid}
+
+    def runs_of_code():
+        found = pd.concat([mlflow.search_runs(experiment_names=[name]) for name in (
+            "path_mnist", "path_mnist-tuned")])
+        return found[found["status"] == "FINISHED"].groupby(
+            f"tags.{record.TAG_REGULARIZER}")[f"tags.{record.TAG_CODE_IDENTITY}"].agg(
+            lambda codes: sorted(codes.value_counts().items()))
+
+    before = runs_of_code()
+    first_code = identity.of_option("soft_orthogonal").identity
+    assert f"`{first_code}`, arms soft_orthogonal-" in text
+    # a comment-only edit of the plugin: the same code identity, nothing trained again
+    mine.write_text(mine.read_text().replace("    def __call__",
+                                             "    # the penalty\n    def __call__"))
+    plugin(mine)
+    assert verdict.main(arguments) == 0
+    assert runs_of_code().equals(before)
+    assert "for this command, 0 runs trained by it" in (tmp_path / "v" / "verdict.md").read_text()
+    # a formula edit: its arms (calibration, path and fresh seeds) trained again, none's and
+    # l2's reused; the report names the new identity, the old runs are left out
+    monkeypatch.setattr(calibrate, "probe", calibrate_probe)
+    mine.write_text(mine.read_text().replace("ops.square(gram - identity)",
+                                             "2 * ops.square(gram - identity)"))
+    plugin(mine)
+    second_code = identity.of_option("soft_orthogonal").identity
+    assert second_code != first_code
+    assert verdict.main(arguments) == 0
+    after = runs_of_code()
+    assert after.drop("soft_orthogonal").equals(before.drop("soft_orthogonal"))
+    old, = before["soft_orthogonal"]
+    assert dict(after["soft_orthogonal"]) == {old[0]: old[1], second_code: old[1]}
+    text = (tmp_path / "v" / "verdict.md").read_text()
+    assert f"`{second_code}`, arms soft_orthogonal-" in text and first_code not in text
+    assert sorted(probes_of(uri)) == ["l2", "soft_orthogonal", "soft_orthogonal"]
 
 
 @pytest.mark.parametrize("arguments, message", [

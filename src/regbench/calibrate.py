@@ -130,14 +130,16 @@ def probe(cfg, preset: str, extra_weights: tuple[float, ...] = ()
                        time.perf_counter() - started, grid), extra
 
 
-def log(calibration: Calibration, experiment_id: str, config_hash: str) -> str:
-    """Record ``calibration`` as a run of the path's experiment; return its id."""
+def log(calibration: Calibration, experiment_id: str, config_hash: str,
+        code_tags: dict[str, str]) -> str:
+    """Record ``calibration`` as a run of the path's experiment, with the code identity of the
+    probe (``code_tags``, ``identity.CodeIdentity.tags``); return its id."""
     import mlflow
 
     from regbench.tracking import git_commit
 
     tags = {record.TAG_CALIBRATION: calibration.option, record.TAG_PROBE_HASH: config_hash,
-            record.TAG_GIT_COMMIT: git_commit()}
+            record.TAG_GIT_COMMIT: git_commit(), **code_tags}
     with mlflow.start_run(experiment_id=experiment_id, tags=tags,
                           run_name=f"calibrate-{calibration.option}") as run:
         mlflow.log_params({"probe_weight_1": calibration.weights[0],
@@ -161,10 +163,14 @@ def _finished(experiment_id: str, where: str) -> pandas.DataFrame:
         filter_string=f"{where} and attributes.status = '{record.FINISHED}'")
 
 
-def find(experiment_id: str, option: str, config_hash: str) -> Calibration | None:
-    """The newest FINISHED calibration of ``option`` with this probe config, if recorded."""
+def find(experiment_id: str, option: str, config_hash: str,
+         code_identity: str | None) -> Calibration | None:
+    """The newest FINISHED calibration of ``option`` with this probe config, if recorded, and
+    of the code identity ``code_identity`` (None: of any code)."""
+    code = (f" and tags.{record.TAG_CODE_IDENTITY} = '{code_identity}'" if code_identity
+            else "")
     found = _finished(experiment_id, f"tags.{record.TAG_CALIBRATION} = '{option}' and "
-                                     f"tags.{record.TAG_PROBE_HASH} = '{config_hash}'")
+                                     f"tags.{record.TAG_PROBE_HASH} = '{config_hash}'{code}")
     return None if found.empty else _stored(found["artifact_uri"][0])
 
 
@@ -190,15 +196,18 @@ def _stored(artifact_uri: str) -> Calibration:
 
 def recorded(cfg, preset: str, experiment_id: str) -> Calibration:
     """The calibration of ``cfg.regularizer`` on ``cfg`` (preset ``preset``): found in the
-    experiment, else probed and logged there."""
+    experiment, of today's code identity (of any with ``cfg.reuse_stale``), else probed and
+    logged there."""
+    from regbench import identity
     from regbench.tracking import config_hash
 
-    key = config_hash(cfg)
-    found = find(experiment_id, str(cfg.regularizer.name), key)
+    key, code = config_hash(cfg), identity.of_config(cfg)
+    found = find(experiment_id, str(cfg.regularizer.name), key,
+                 None if cfg.reuse_stale else code.identity)
     if found is not None:
         return found
     calibration, _ = probe(cfg, preset)
-    log(calibration, experiment_id, key)
+    log(calibration, experiment_id, key, code.tags())
     return calibration
 
 
@@ -247,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     path runs (if in the store) were identical to none."""
     import argparse
 
-    from regbench import path, query, store
+    from regbench import identity, path, query, store
     from regbench.locations import REPORTS_DIR
     from regbench.report import provenance
     from regbench.stats import agree_to_round_off
@@ -268,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = path.probe_config(args.preset, option, extra)
         experiment_id = store.use_store(args.tracking_uri, args.preset)
         calibration, shares[option] = probe(cfg, args.preset, pinned.get(option, ()))
-        log(calibration, experiment_id, config_hash(cfg))
+        log(calibration, experiment_id, config_hash(cfg), identity.of_config(cfg).tags())
         calibrations.append(calibration)
     no_ops, runs = {}, None
     try:

@@ -86,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="report folder (default: reports/<experiment>)")
     parser.add_argument("--no-log", action="store_true", help="do not log a comparison run")
+    parser.add_argument("--mix-code", action="store_true",
+                        help="compare arms whose runs were trained by more than one code "
+                        "identity (the report names each); refused without it")
     args = parser.parse_args(argv)
     out = args.out or REPORTS_DIR / args.experiment
     try:
@@ -100,13 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         store.connect(args.tracking_uri, create=False)
-        comparison = summarise(query.fetch_runs(args.experiment, args.filter), args.reference,
-                               margins, targets)
+        recorded = query.fetch_runs(args.experiment, args.filter)
+        code_notes = query.one_code_per_arm(recorded.runs, args.mix_code)
+        comparison = summarise(recorded, args.reference, margins, targets)
     except (store.StoreError, query.CompareError) as error:
         cli.fail(str(error))
     artifacts = query.read_artifacts(comparison.runs)
     header = report.provenance(cli.command_line(__spec__.name, argv), git_commit(),
-                               comparison.runs)
+                               comparison.runs, code_notes)
     paths = report.write_report(comparison, artifacts, out, header)
     if not args.no_log:
         run_id = log_comparison(comparison, paths, args.tracking_uri, args.experiment, args.filter)

@@ -240,6 +240,7 @@ class PathStudy:
     points: dict[str, list[PathPoint]]
     selections: list[Selection]
     calibrations: list  # calibrate.Calibration of each option whose grid was calibrated
+    code_notes: list[str]  # query.keep_todays_code's notes on its runs
 
 
 def chosen_strengths(study: PathStudy, names: list[str], rule: str, experiment: str,
@@ -256,16 +257,18 @@ def chosen_strengths(study: PathStudy, names: list[str], rule: str, experiment: 
     return chosen
 
 
-def read_path(experiment: str) -> PathStudy:
-    """The path experiment's runs, its points per regularizer, and each regularizer's
+def read_path(experiment: str, reuse_stale: bool = False) -> PathStudy:
+    """The path experiment's runs of today's code (of any with ``reuse_stale``:
+    ``query.keep_todays_code``), its points per regularizer, and each regularizer's
     selection."""
-    recorded = query.fetch_runs(experiment, None).runs
+    recorded, code_notes = query.keep_todays_code(query.fetch_runs(experiment, None).runs,
+                                                  reuse_stale)
     best_val = query.best_values(list(recorded["run_id"]), SELECTED_ON)
     points = path_points(recorded, best_val)
     return PathStudy(recorded, points,
                      [select(name, path) for name, path in points.items() if name != CONTROL],
                      [c for c in calibrate.in_experiment(experiment)
-                      if c.option not in PINNED_GRIDS.get(experiment, {})])
+                      if c.option not in PINNED_GRIDS.get(experiment, {})], code_notes)
 
 
 def write_report(study: PathStudy, out: Path, header: str = "") -> list[Path]:
@@ -308,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
                         "else every built-in with a penalty)")
     parser.add_argument("--rule", choices=RULES, default="best", help="selection for tuned")
     rounds.add_schedule_arguments(parser)  # tuned: its rounds of fresh seeds
+    rounds.add_code_arguments(parser)
     parser.add_argument("--tracking-uri", default=None)
     parser.add_argument("--out", type=Path, default=None,
                         help="default: reports/<preset> (report), reports/<preset>-tuned (tuned)")
@@ -318,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         cli.fail(f"{args.step} {args.preset}: not a path preset; allowed are {', '.join(presets)}")
     if args.out and (reason := unwritable_folder(args.out)):
         cli.fail(f"--out {args.out}: cannot be created, {reason}")
-    extra = (*args.overrides,
+    extra = (*args.overrides, *rounds.code_overrides(args),
              *([f"mlflow.tracking_uri={args.tracking_uri}"] if args.tracking_uri else []))
     if args.step == "run":
         try:
@@ -332,10 +336,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         store.connect(args.tracking_uri, create=False)
-        study = read_path(args.preset)
+        study = read_path(args.preset, args.reuse_stale)
     except (store.StoreError, query.CompareError) as error:
         cli.fail(str(error))
-    header = provenance(cli.command_line(__spec__.name, argv), git_commit(), study.runs)
+    header = provenance(cli.command_line(__spec__.name, argv), git_commit(), study.runs,
+                        study.code_notes)
     if args.step == "report":
         paths = write_report(study, args.out or REPORTS_DIR / args.preset, header)
         run_id = compare.log_report(paths, args.tracking_uri, f"path-{args.preset}",
@@ -360,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
                                                    extra, regularizers),
         tuned,
         CONTROL, rounds.schedule_from(args), TUNED_SEED_START, out,
-        cli.command_line(__spec__.name, argv), args.tracking_uri, arms=tuple(chosen_grids))
+        cli.command_line(__spec__.name, argv), args.tracking_uri, arms=tuple(chosen_grids),
+        reuse_stale=args.reuse_stale)
 
 
 if __name__ == "__main__":

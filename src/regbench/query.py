@@ -87,6 +87,76 @@ def newest_per_seed(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return kept, notes
 
 
+def code_identities(runs: pd.DataFrame) -> pd.Series:
+    """Each run's code identity (tag ``code_identity``; ``identity.UNRECORDED`` for a run
+    recorded before identities were), indexed as ``runs``."""
+    from regbench.identity import UNRECORDED
+
+    column = f"tags.{record.TAG_CODE_IDENTITY}"
+    return (runs[column] if column in runs else pd.Series(index=runs.index, dtype=object)
+            ).fillna(UNRECORDED)
+
+
+def one_code_per_arm(runs: pd.DataFrame, mix_code: bool) -> list[str]:
+    """Check that each arm of ``runs`` (one run per arm and seed, as ``fetch_runs`` gives them)
+    was trained by one code identity (``regbench.identity``). An arm of several raises
+    CompareError naming the arm, its identities and their run counts, unless ``mix_code``;
+    then the notes say so, one line per such arm. A note also counts the runs recorded without
+    an identity."""
+    from regbench.identity import UNRECORDED
+
+    code = code_identities(runs)
+    notes, mixed = [], []
+    for arm, identities in code.groupby(runs["arm"], sort=False):
+        counts = identities.value_counts()
+        if len(counts) > 1:
+            mixed.append(f"arm {arm} holds runs of {len(counts)} code identities: "
+                         + ", ".join(f"{name} ({n} runs)" for name, n in counts.items()))
+    if mixed and not mix_code:
+        raise CompareError(f"{mixed[0]}{' (and more arms)' if len(mixed) > 1 else ''}; train "
+                           "its seeds again with today's code, or give --mix-code to compare "
+                           "them mixed")
+    notes += [f"{line}: compared mixed (--mix-code)" for line in mixed]
+    unrecorded = int((code == UNRECORDED).sum())
+    if unrecorded:
+        notes.append(f"{unrecorded} run(s) were recorded without a code identity (trained "
+                     "before regbench recorded one): their code is known by commit only")
+    return notes
+
+
+def of_other_code(runs: pd.DataFrame) -> pd.Series:
+    """Whether each run (columns arm, tags) was trained by other code than today's for its
+    regularizer (``identity.of_option``): another code identity, or none recorded. A run of an
+    option not registered in this process (a plugin not loaded) cannot be checked: False."""
+    from regbench import identity
+    from regbench.validation import ConfigError
+
+    today = {}
+    for name in runs["arm"].map(record.arm_name).unique():
+        try:
+            today[name] = identity.of_option(name).identity
+        except ConfigError:
+            today[name] = None
+    expected = runs["arm"].map(record.arm_name).map(today)
+    return expected.notna() & (code_identities(runs) != expected)
+
+
+def keep_todays_code(runs: pd.DataFrame, reuse_stale: bool) -> tuple[pd.DataFrame, list[str]]:
+    """What a command that trains (a study, a path, a verdict) analyses of ``runs``: the runs of
+    today's code (``of_other_code``), a note counting those left out; with ``reuse_stale``
+    every run, each arm's identities named (``one_code_per_arm``)."""
+    stale = of_other_code(runs)
+    if reuse_stale:
+        notes = [f"reuse_stale: {int(stale.sum())} of {len(runs)} runs were trained by other "
+                 "code than today's and are analysed all the same"] if stale.any() else []
+        return runs, notes + one_code_per_arm(runs, mix_code=True)
+    kept = runs[~stale]
+    notes = [f"{int(stale.sum())} run(s) trained by other code than today's (another code "
+             "identity, or none recorded) are left out (--reuse-stale keeps them)"
+             ] if stale.any() else []
+    return kept, notes + one_code_per_arm(kept, mix_code=False)
+
+
 def fetch_runs(experiment: str, filter_string: str | None) -> RecordedRuns:
     """FINISHED runs of ``experiment`` matching ``filter_string``, with columns ``arm`` and
     ``seed`` added, each arm one configuration (``split_mixed_arms``) and one run per seed

@@ -37,7 +37,7 @@ TAG_HOST, TAG_PID = "host", "pid"
 TAG_CONFIG_HASH = "config_hash"  # of the resolved config, result-neutral keys left out
 RESULT_NEUTRAL_KEYS = (  # keys that do not change what a run computes: left out of its hash
     "mlflow.tracking_uri", "mlflow.experiment_name", "data.dir", "trainer.verbose",
-    "trainer.threads", "rerun",
+    "trainer.threads", "rerun", "reuse_stale",
 )
 PARAM_KERNEL, PARAM_WEIGHT = "regularizer.kernel", "regularizer.weight"
 
@@ -50,8 +50,15 @@ def result_neutral_keys(params: Mapping[str, str]) -> set[str]:
     return set(RESULT_NEUTRAL_KEYS) | unused
 
 
+# the code that trained a run (regbench.identity): its identity, the three parts it is made of,
+# and where the regularizer's code came from (builtin, a plugin file, an installed distribution)
+TAG_CODE_IDENTITY, TAG_CODE_REGULARIZER = "code_identity", "code_regularizer"
+TAG_CODE_TRAINING, TAG_CODE_VERSIONS = "code_training", "code_versions"
+TAG_REGULARIZER_SOURCE = "regularizer_source"
+CODE_TAGS = (TAG_CODE_IDENTITY, TAG_CODE_REGULARIZER, TAG_CODE_TRAINING, TAG_CODE_VERSIONS,
+             TAG_REGULARIZER_SOURCE)
 RUN_TAGS = (TAG_REGULARIZER, TAG_MODEL, TAG_DATA, TAG_SEED, TAG_GIT_COMMIT, TAG_DATA_SHA256,
-            TAG_ARM, TAG_HOST, TAG_PID, TAG_CONFIG_HASH)
+            TAG_ARM, TAG_HOST, TAG_PID, TAG_CONFIG_HASH, *CODE_TAGS)
 TAG_ERROR_TYPE, TAG_ERROR_MESSAGE = "error_type", "error_message"  # FAILED runs
 TAG_FAILURE, FAILURE_NAN_LOSS = "failure", "nan_loss"  # a diverged run
 TAG_KILLED_BY = "killed_by"  # closed by ``regbench-runs --stale --mark-killed``

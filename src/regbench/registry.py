@@ -14,7 +14,7 @@ defaults, as conf/regularizer/l1_l2_exercise.yaml does)::
     weight: <default strength>
     <argument>: <default>            # each exposed argument
     kernel:                          # null for the option without a class (none)
-      _target_: <module>.<Class>     # a record of the class, never imported from the config
+      _target_: <module>.<Class>     # a record of the class (``target_of``), never imported
       <strength>: ${..weight}
       <argument>: ${..<argument>}
       <fixed argument>: <value>
@@ -60,6 +60,9 @@ PLUGINS_ENV = "REGBENCH_PLUGINS"  # Python files that register options, os.paths
 ENTRY_POINT_GROUP = "regbench.regularizers"
 CHECK_SHAPES = ((16, 8), (7, 3), (3, 5))  # Dense kernels (inputs, units), units >= 2
 CHECKS = ("scalar", "dtype", "finite", "gradient", "config round trip")
+BUILTIN_SOURCE = "builtin"
+PLUGIN_TARGET_PREFIX = "plugin"  # a user's class is ``plugin.<Class>`` however it was loaded
+_loading: list[str] = []  # the plugin file or distribution being imported (its source)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class Option:
     fixed: dict[str, Any] = field(default_factory=dict)
     cls: type | None = None  # given by a decorator; the built-ins' are imported on first use
     builtin: bool = False
+    source: str = BUILTIN_SOURCE  # where its code came from (a plugin file, a distribution)
 
     def node(self) -> dict[str, Any]:
         """The option's config node (module docstring)."""
@@ -97,9 +101,25 @@ _OPTIONS: dict[str, Option] = {}
 
 
 def target_of(cls: type) -> str:
-    """The ``_target_`` string of a class, as the configs write it (Keras' public path)."""
-    module = "keras.regularizers" if cls.__module__.startswith("keras") else cls.__module__
-    return f"{module}.{cls.__qualname__}"
+    """The ``_target_`` string of a class, as the configs write it: Keras' public path for a
+    Keras class, the module path for regbench's own, and ``plugin.<Class>`` for a user's, so
+    that the same class has the same config hash whether it came from a file (a module named
+    after the file) or an installed distribution (its package's module)."""
+    if cls.__module__.startswith("keras"):
+        return f"keras.regularizers.{cls.__qualname__}"
+    if cls.__module__.split(".")[0] == "regbench":
+        return f"{cls.__module__}.{cls.__qualname__}"
+    return f"{PLUGIN_TARGET_PREFIX}.{cls.__qualname__}"
+
+
+def _source_of(cls: type | str | None, builtin: bool) -> str:
+    """Where an option's code comes from: ``builtin``; the plugin file or distribution being
+    loaded; else the module that registered it."""
+    if builtin:
+        return BUILTIN_SOURCE
+    if _loading:
+        return _loading[-1]
+    return f"module {getattr(cls, '__module__', cls)}"
 
 
 def _finite_non_negative(value: Any) -> bool:
@@ -161,7 +181,7 @@ def register(name: str, cls: type | str | None, *, strength: str = "weight",
                               f"number >= 0 (give it to register), got {value!r}")
     option = Option(name, target, None if cls is None else strength, float(weight),
                     {key: float(value) for key, value in defaults.items()}, dict(fixed or {}),
-                    cls if isinstance(cls, type) else None, builtin)
+                    cls if isinstance(cls, type) else None, builtin, _source_of(cls, builtin))
     if name in _OPTIONS and _OPTIONS[name].node() != option.node():
         raise ConfigError(f"regularizer {name}: registered twice (already "
                           f"{_OPTIONS[name].target})")
@@ -208,6 +228,7 @@ def _import_file(path: Path) -> None:
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # so that its classes pickle and deserialize by module name
+    _loading.append(f"file {path}")
     try:
         spec.loader.exec_module(module)
     except ConfigError:
@@ -218,6 +239,8 @@ def _import_file(path: Path) -> None:
         raise ConfigError(f"{PLUGINS_ENV}={path}: does not import: {type(error).__name__}: "
                           f"{str(error).strip().splitlines()[-1] if str(error).strip() else ''}"
                           ) from None
+    finally:
+        _loading.pop()
 
 
 @functools.cache
@@ -228,6 +251,9 @@ def load() -> None:
     for entry in filter(None, os.environ.get(PLUGINS_ENV, "").split(os.pathsep)):
         _import_file(Path(entry).resolve())
     for point in entry_points(group=ENTRY_POINT_GROUP):
+        dist = point.dist
+        _loading.append(f"distribution {dist.name}=={dist.version}" if dist else
+                        f"entry point {point.value}")
         try:
             point.load()
         except ConfigError:
@@ -236,6 +262,8 @@ def load() -> None:
             raise ConfigError(f"entry point {point.name} ({point.value}) of group "
                               f"{ENTRY_POINT_GROUP}: does not import: {type(error).__name__}: "
                               f"{error}") from None
+        finally:
+            _loading.pop()
 
 
 def names() -> list[str]:

@@ -48,18 +48,53 @@ def shared_config(runs: pd.DataFrame) -> str:
     return "; ".join(shared)
 
 
-def provenance(command: str, commit: str, runs: pd.DataFrame) -> str:
+def provenance(command: str, commit: str, runs: pd.DataFrame, notes: list[str] = ()) -> str:
     """A report's first paragraphs: the command that wrote it, the commit of the code that ran
     it, and the commits the runs it reads (``runs``, as read by regbench.query) were trained
-    at, with their number of runs; then the configuration they all share."""
+    at, with their number of runs; ``notes`` (what the reader must know first, as arms of mixed
+    code, one line each); then the code identities of those runs (``code_lines``) and the
+    configuration they all share."""
     column = f"tags.{record.TAG_GIT_COMMIT}"
     commits = runs[column] if column in runs else pd.Series("unknown", index=runs.index)
     counts = commits.fillna("unknown").value_counts().sort_index()
     trained = ", ".join(f"{commit_id} ({n})" for commit_id, n in counts.items())
     config = shared_config(runs)
     return (f"Written by `{command}` at commit {commit}, from {int(counts.sum())} runs trained "
-            f"at commit {trained}.\n\n"
+            f"at commit {trained}.\n\n" + "".join(f"**Note**: {note}.\n\n" for note in notes)
+            + "\n".join(code_lines(runs)) + "\n\n"
             + (f"Configuration every run shares: {config}.\n\n" if config else ""))
+
+
+def code_lines(runs: pd.DataFrame) -> list[str]:
+    """Markdown lines naming the code identities of ``runs`` (regbench.identity): per
+    identity its arms and runs, and its parts (training code, regularizer code and where it
+    came from, versions); runs recorded without one are named by their commits."""
+    from regbench.identity import UNRECORDED
+
+    def tag(name: str) -> pd.Series:
+        column = f"tags.{name}"
+        return (runs[column] if column in runs else pd.Series(index=runs.index, dtype=object)
+                ).fillna("unknown")
+
+    code = query.code_identities(runs)
+    lines = ["Code that trained the runs (code identity: training code, regularizer code, "
+             "versions; regbench.identity):", ""]
+    for name in sorted(code.unique()):
+        chosen = code == name
+        arms = ", ".join(f"{arm} ({n})" for arm, n in
+                         runs.loc[chosen, "arm"].value_counts(sort=False).items())
+        if name == UNRECORDED:
+            commits = ", ".join(sorted(tag(record.TAG_GIT_COMMIT)[chosen].str[:12].unique()))
+            lines.append(f"- not recorded (runs from before code identities), arms {arms}: "
+                         f"commits {commits}")
+            continue
+        first = runs.index[chosen][0]
+        parts = {key: tag(key)[first] for key in record.CODE_TAGS}
+        lines.append(f"- `{name}`, arms {arms}: training `{parts[record.TAG_CODE_TRAINING]}`, "
+                     f"regularizer `{parts[record.TAG_CODE_REGULARIZER]}` "
+                     f"({parts[record.TAG_REGULARIZER_SOURCE]}), "
+                     f"{parts[record.TAG_CODE_VERSIONS]}")
+    return lines
 
 
 def _cell(mean: float, std: float, digits: int = 4) -> str:

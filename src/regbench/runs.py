@@ -13,12 +13,13 @@ import argparse
 import pandas as pd
 
 from regbench import cli, record
+from regbench.identity import UNRECORDED
 from regbench.tracking import process_gone
 
 COLUMNS = {"run_id": "run", "status": "status", f"tags.{record.TAG_REGULARIZER}": "regularizer",
            f"tags.{record.TAG_SEED}": "seed",
            f"metrics.{record.TEST_ACCURACY}": record.TEST_ACCURACY,
-           f"tags.{record.RUN_NAME_TAG}": "name"}
+           f"tags.{record.TAG_CODE_IDENTITY}": "code", f"tags.{record.RUN_NAME_TAG}": "name"}
 
 
 def stale_runs(runs: pd.DataFrame, host: str | None = None) -> pd.DataFrame:
@@ -36,6 +37,8 @@ def table(runs: pd.DataFrame) -> str:
     present = {column: title for column, title in COLUMNS.items() if column in runs}
     frame = runs[list(present)].rename(columns=present)
     frame["run"] = frame["run"].str[:12]
+    if "code" in frame:  # a run recorded before code identities were
+        frame["code"] = frame["code"].fillna(UNRECORDED)
     return frame.to_string(index=False, float_format=lambda v: f"{v:.4f}")
 
 

@@ -104,6 +104,7 @@ class RegbenchConfig:
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     seed: int = MISSING
     rerun: bool = MISSING
+    reuse_stale: bool = MISSING
 
 
 ConfigStore.instance().store(name=SCHEMA_NAME, node=RegbenchConfig)

@@ -189,15 +189,17 @@ def grow(commands: Callable[[range, frozenset[str] | None], list[list[str]]], ex
          schedule: sequential.Schedule, start: int, out: Path, command: str,
          tracking_uri: str | None, margins: dict[str, float] | None = None,
          versus: tuple[str, ...] = (), arms: tuple[str, ...] | None = None,
-         on_stop: Callable[[list[Tracked], pd.DataFrame], None] | None = None) -> int:
+         on_stop: Callable[[list[Tracked], pd.DataFrame], None] | None = None,
+         reuse_stale: bool = False) -> int:
     """Train ``commands(seeds, regularizers)`` look by look and decide, as the module's
     docstring says (``regularizers``: None at the first look, every arm; then ``training``'s);
     write the reports into ``out``. The comparisons: each arm (of the regularizers named in
     ``arms``, default every arm) against ``reference`` and each of ``versus`` (arm labels or
     regularizer names); runs of other arms in the experiment are left out. ``on_stop(comparisons,
     runs)`` is called when the study stops (not on an interrupt) with the comparisons and the
-    runs of the last look. Returns the worst exit code of the training (130 at once on an
-    interrupt), else 0."""
+    runs of the last look. Each look analyses the runs of today's code only, unless
+    ``reuse_stale`` (``query.keep_todays_code``). Returns the worst exit code of the training
+    (130 at once on an interrupt), else 0."""
     margins = {**DEFAULT_MARGINS, **(margins or {})}
     references = (reference, *versus)
     kept = None if arms is None else {*arms, *map(record.arm_name, references)}
@@ -215,12 +217,13 @@ def grow(commands: Callable[[range, frozenset[str] | None], list[list[str]]], ex
         runs = query.fetch_runs(experiment, None).runs
         used = runs[runs["seed"].isin(list(seeds)) & (
             True if kept is None else runs["arm"].map(record.arm_name).isin(kept))]
+        used, code_notes = query.keep_todays_code(used, reuse_stale)
         look_at(used, n, references, margins, comparisons, arms)
         ordered = list(comparisons.values())
         stopped = all(c.decided for c in ordered) or number == len(looks)
         regularizers = training(ordered)
         print(look_line(number, n, ordered, number == len(looks)), file=sys.stderr, flush=True)
-        header = report.provenance(command, git_commit(), used)
+        header = report.provenance(command, git_commit(), used, code_notes)
         (out / SEQUENTIAL_REPORT).write_text(
             markdown(ordered, schedule, start, header, stopped, used))
         if stopped:
@@ -229,6 +232,7 @@ def grow(commands: Callable[[range, frozenset[str] | None], list[list[str]]], ex
     ids = ", ".join(f"'{run_id}'" for run_id in used["run_id"])
     compare.main(["--experiment", experiment, "--reference", reference, "--out", str(out),
                   "--filter", f"attributes.run_id IN ({ids})",
+                  *(["--mix-code"] if reuse_stale else []),
                   *(["--tracking-uri", tracking_uri] if tracking_uri else [])])
     if on_stop:
         on_stop(ordered, used)
@@ -243,6 +247,19 @@ def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seeds per arm added at each later look")
     parser.add_argument("--max-seeds", type=int, default=sequential.MAX_SEEDS,
                         help="the budget: seeds per arm at the last look")
+
+
+def add_code_arguments(parser: argparse.ArgumentParser) -> None:
+    """--reuse-stale: what a resumed command does with runs trained by other code."""
+    parser.add_argument("--reuse-stale", action="store_true",
+                        help="reuse and analyse FINISHED runs trained by other code (another "
+                        "code identity, or none recorded) instead of training them again; the "
+                        "report names each identity")
+
+
+def code_overrides(args: argparse.Namespace) -> list[str]:
+    """The job overrides of ``add_code_arguments``' option: the Hydra key ``reuse_stale``."""
+    return ["reuse_stale=true"] if args.reuse_stale else []
 
 
 def schedule_from(args: argparse.Namespace) -> sequential.Schedule:
@@ -260,13 +277,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", required=True, help="the MLflow experiment")
     parser.add_argument("--reference", default="l2", help="reference arm (default l2)")
     add_schedule_arguments(parser)
+    add_code_arguments(parser)
     parser.add_argument("--start", type=int, default=0, help="the first seed")
     parser.add_argument("--tracking-uri", default=None)
     parser.add_argument("--out", type=Path, default=None, help="default: reports/<experiment>")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
     args = parser.parse_intermixed_args(argv)
     schedule = schedule_from(args)
-    extra = [*args.overrides,
+    extra = [*args.overrides, *code_overrides(args),
              *([f"mlflow.tracking_uri={args.tracking_uri}"] if args.tracking_uri else [])]
 
     def commands(seeds: range, regularizers: frozenset[str] | None) -> list[list[str]]:
@@ -278,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return grow(commands, args.experiment, args.reference, schedule, args.start,
                     args.out or REPORTS_DIR / args.experiment,
-                    cli.command_line(__spec__.name, argv), args.tracking_uri)
+                    cli.command_line(__spec__.name, argv), args.tracking_uri,
+                    reuse_stale=args.reuse_stale)
     except (store.StoreError, query.CompareError) as error:
         cli.fail(str(error))
 

@@ -65,17 +65,70 @@ def find_parent_run(experiment_id: str, sweep_dir: str) -> str | None:
     return parents[0].info.run_id if parents else None
 
 
-def finished_run(experiment_id: str, config_hash: str) -> str | None:
-    """The id of a FINISHED training run of the experiment with this config hash, or None.
-    Calibration probes are not: those recorded before ``record.TAG_PROBE_HASH`` carry the
-    hash of the config they probe under ``config_hash``."""
+def finished_runs(experiment_id: str, config_hash: str) -> list[tuple[str, str]]:
+    """(run id, code identity) of each FINISHED training run of the experiment with this config
+    hash, newest first; the identity is ``identity.UNRECORDED`` for a run recorded before
+    identities were. Calibration probes are not training runs: those recorded before
+    ``record.TAG_PROBE_HASH`` carry the hash of the config they probe under ``config_hash``."""
     import mlflow
+
+    from regbench.identity import UNRECORDED
 
     found = mlflow.MlflowClient().search_runs(
         [experiment_id], f"tags.{record.TAG_CONFIG_HASH} = '{config_hash}' and "
-        f"attributes.status = '{record.FINISHED}'")
-    return next((run.info.run_id for run in found
-                 if record.TAG_CALIBRATION not in run.data.tags), None)
+        f"attributes.status = '{record.FINISHED}'", order_by=["attributes.start_time DESC"])
+    return [(run.info.run_id, run.data.tags.get(record.TAG_CODE_IDENTITY, UNRECORDED))
+            for run in found if record.TAG_CALIBRATION not in run.data.tags]
+
+
+@dataclass(frozen=True)
+class Reuse:
+    """What a job finds of its config in the store (``reusable_run``): the run it reuses
+    instead of training (None: it trains), whether that run is of today's code, and the
+    FINISHED runs of the config whose code identity is not today's (``stale``: run id,
+    identity)."""
+
+    run_id: str | None
+    current: bool
+    stale: list[tuple[str, str]]
+
+    def line(self, today: str) -> str | None:
+        """One line for the job's output: why it skips, or why it trains although its config
+        has FINISHED runs; None when it trains a config never trained."""
+        others = ", ".join(sorted({identity for _, identity in self.stale}))
+        if self.current:
+            return (f"skipped: this config already has FINISHED run {self.run_id} of today's "
+                    f"code {today} (rerun=true trains it again)")
+        if self.run_id:
+            return (f"skipped: reuse_stale=true reuses FINISHED run {self.run_id} of code "
+                    f"{others}, not today's {today}")
+        if self.stale:
+            return (f"training again: this config's {len(self.stale)} FINISHED run(s) "
+                    f"({', '.join(run_id[:8] for run_id, _ in self.stale)}) were trained by "
+                    f"code {others}, not today's {today}; comparisons leave them out "
+                    "(reuse_stale=true reuses them)")
+        return None
+
+
+def reusable_run(experiment_id: str, config_hash: str, today: str, reuse_stale: bool) -> Reuse:
+    """The rule of resuming: a FINISHED run of the config and of today's code identity
+    ``today`` is reused; a run of other code (or of none recorded) only with ``reuse_stale``,
+    the newest such run."""
+    runs = finished_runs(experiment_id, config_hash)
+    stale = [(run_id, identity) for run_id, identity in runs if identity != today]
+    current = next((run_id for run_id, identity in runs if identity == today), None)
+    if current is not None:
+        return Reuse(current, True, stale)
+    return Reuse(stale[0][0] if reuse_stale and stale else None, False, stale)
+
+
+def job_reuse(experiment_id: str, cfg: DictConfig) -> tuple[Reuse, str]:
+    """``reusable_run`` for the composed job config ``cfg``, and today's identity of it."""
+    from regbench import identity, tracking
+
+    today = identity.of_config(cfg).identity
+    return reusable_run(experiment_id, tracking.config_hash(cfg), today,
+                        bool(cfg.reuse_stale)), today
 
 
 @dataclass(frozen=True)
@@ -243,11 +296,12 @@ class MlflowSweepCallback(Callback):
 def every_job_finished(arguments: list[str]) -> bool:
     """Whether ``python -m regbench.train ARGUMENTS`` would skip every job: each job's config
     (composed in this process, as ``overrides.composed_jobs`` does before Hydra runs it) has a
-    FINISHED run of its ``config_hash`` in its experiment and ``rerun`` is off. Anything else is
+    FINISHED run it may reuse in its experiment (``job_reuse``: its ``config_hash`` and today's
+    code identity, or any identity with ``reuse_stale``) and ``rerun`` is off. Anything else is
     False and the command should be launched, to train or to say why not: a job without such a
     run, a sweep a search plugin samples, a config that does not compose, a store or an
     experiment that does not exist yet."""
-    from regbench import overrides, store, tracking
+    from regbench import overrides, store
     from regbench.validation import ConfigError
 
     try:
@@ -260,15 +314,14 @@ def every_job_finished(arguments: list[str]) -> bool:
     for cfg in map(overrides.task_config, configs):
         if cfg.rerun:
             return False
-        if cfg.mlflow.tracking_uri != connected:  # MLflow's current store: finished_run's
+        if cfg.mlflow.tracking_uri != connected:  # MLflow's current store: job_reuse's
             try:
                 client = store.connect(cfg.mlflow.tracking_uri, create=False)
             except store.StoreError:
                 return False
             connected = cfg.mlflow.tracking_uri
         experiment = client.get_experiment_by_name(cfg.mlflow.experiment_name)
-        if experiment is None or not finished_run(experiment.experiment_id,
-                                                  tracking.config_hash(cfg)):
+        if experiment is None or job_reuse(experiment.experiment_id, cfg)[0].run_id is None:
             return False
     return True
 

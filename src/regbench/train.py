@@ -53,14 +53,13 @@ def hydra_entry(cfg: DictConfig) -> float:
         return float("nan")
     status = record.FAILED
     try:
-        from regbench.tracking import config_hash
-
-        done = None if cfg.rerun else sweep.finished_run(job.experiment_id, config_hash(cfg))
-        if done:
-            status = sweep.SKIPPED
-            print(f"skipped: this config already has FINISHED run {done} (rerun=true trains "
-                  "it again)", file=sys.stderr)
-            return float("nan")
+        if not cfg.rerun:
+            reuse, today = sweep.job_reuse(job.experiment_id, cfg)
+            if line := reuse.line(today):
+                print(line, file=sys.stderr)
+            if reuse.run_id:
+                status = sweep.SKIPPED
+                return float("nan")
         best = _train(cfg, job.parent_run_id, job.threads)
         status = record.FAILED if math.isnan(best) else record.FINISHED  # NaN: the job failed
         return best

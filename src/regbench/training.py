@@ -123,7 +123,7 @@ def train_and_evaluate(cfg: DictConfig, parent_run_id: str | None = None,
     import mlflow
     import numpy as np
 
-    from regbench import data, registry, store, tracking
+    from regbench import data, identity, registry, store, tracking
     from regbench.callbacks import EpochMetricsCallback, training_callbacks
     from regbench.models import build_mlp, compile_classifier, inference_copy
 
@@ -143,6 +143,7 @@ def train_and_evaluate(cfg: DictConfig, parent_run_id: str | None = None,
             record.TAG_DATA: cfg.data.name, record.TAG_SEED: str(cfg.seed),
             record.TAG_GIT_COMMIT: tracking.git_commit(), record.TAG_DATA_SHA256: splits.sha256,
             record.TAG_ARM: arm, record.TAG_CONFIG_HASH: tracking.config_hash(cfg),
+            **identity.of_config(cfg).tags(),
             **({record.PARENT_TAG: parent_run_id} if parent_run_id else {})}
     name = record.run_name(arm, cfg.model.name, cfg.data.name, cfg.seed)
 

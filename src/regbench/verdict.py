@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rule", choices=path.RULES, default="best",
                         help="how the strengths are chosen on validation")
     rounds.add_schedule_arguments(parser)
+    rounds.add_code_arguments(parser)
     parser.add_argument("--tracking-uri", default=None)
     parser.add_argument("--out", type=Path, default=None,
                         help="default: reports/<option>-<preset>")
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or REPORTS_DIR / f"{option.name}-{args.preset}"
     if reason := unwritable_folder(out):
         cli.fail(f"--out {out}: cannot be created, {reason}")
-    extra = (*args.overrides,
+    extra = (*args.overrides, *rounds.code_overrides(args),
              *([f"mlflow.tracking_uri={args.tracking_uri}"] if args.tracking_uri else []))
     shown = (option.name, BASELINE)
     try:
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         return code
     try:
         store.connect(args.tracking_uri, create=False)
-        study = path.read_path(args.preset)
+        study = path.read_path(args.preset, args.reuse_stale)
     except (store.StoreError, query.CompareError) as error:
         cli.fail(str(error))
     try:
@@ -148,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
                       + (study.runs["start_time"] >= since).sum())
         seeds = int(runs["seed"].nunique())
         sentence = answer(option.name, comparisons, seeds)
-        header = report.provenance(command, git_commit(), runs)
+        header = report.provenance(command, git_commit(), runs,
+                                   query.keep_todays_code(runs, args.reuse_stale)[1])
         text = out / REPORT
         text.write_text(markdown(option.name, args.preset, header, sentence, study, shown,
                                  comparisons, schedule, (time.time() - started) / 60, trained,
@@ -163,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             lambda seeds, regularizers: path.train_commands(args.preset, chosen, tuple(seeds),
                                                             tuned, extra, regularizers),
             tuned, path.CONTROL, schedule, path.TUNED_SEED_START, out, command,
-            args.tracking_uri, versus=(BASELINE,), arms=(option.name,), on_stop=write))
+            args.tracking_uri, versus=(BASELINE,), arms=(option.name,), on_stop=write,
+            reuse_stale=args.reuse_stale))
     except (store.StoreError, query.CompareError) as error:
         cli.fail(str(error))
 
