@@ -55,7 +55,7 @@ def fill_store(store: Path, runs: int, epochs: int) -> str:
     )
     from mlflow.tracking import MlflowClient
 
-    from regbench import record
+    from regbench import identity, record
 
     uri = f"sqlite:///{store / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
@@ -64,6 +64,7 @@ def fill_store(store: Path, runs: int, epochs: int) -> str:
                                              artifact_location=(store / "art").as_uri())
     rng = np.random.default_rng(0)
     arms = [("l2", [1e-4]), ("custom", [1e-4]), ("none", [])]
+    codes = {name: identity.of_option(name).tags() for name, _ in arms}  # as training records
     now = int(time.time() * 1000)
     rows = {table: [] for table in (SqlRun, SqlParam, SqlTag, SqlMetric, SqlLatestMetric)}
     for index in range(runs):
@@ -78,7 +79,8 @@ def fill_store(store: Path, runs: int, epochs: int) -> str:
         if strengths:
             params["regularizer.weight"] = str(strengths[0])
         rows[SqlParam] += [dict(run_uuid=run_id, key=k, value=v) for k, v in params.items()]
-        tags = {record.TAG_REGULARIZER: name, record.TAG_ARM: record.arm_label(name, strengths)}
+        tags = {record.TAG_REGULARIZER: name, record.TAG_ARM: record.arm_label(name, strengths),
+                **codes[name]}
         rows[SqlTag] += [dict(run_uuid=run_id, key=k, value=v) for k, v in tags.items()]
         points = [(key, step, float(rng.uniform())) for step in range(epochs)
                   for key in record.CURVE_METRICS]
