@@ -1,4 +1,4 @@
-"""Figures 5-7 of ``make bench``, each a whole process: start-up of ``regbench.train``, peak
+"""Figures 5-7 of ``make bench``, each a whole process: start-up of ``regbench train``, peak
 memory of a run, and a study's wall time one job per core against one job at a time."""
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from figures import PYTHON, run
 # 5. start-up ------------------------------------------------------------------------------------
 
 def startup(arguments: list[str], repeats: int) -> tuple[list[float], bool]:
-    """Wall seconds of ``python -m regbench.train ARGUMENTS``, and whether TensorFlow was
+    """Wall seconds of ``regbench train ARGUMENTS``, and whether TensorFlow was
     imported (per ``python -X importtime``)."""
     seconds = []
     for _ in range(repeats):
         started = time.perf_counter()
-        run([PYTHON, "-m", "regbench.train", *arguments])
+        run([PYTHON, "-m", "regbench", "train", *arguments])
         seconds.append(time.perf_counter() - started)
-    trace = run([PYTHON, "-X", "importtime", "-m", "regbench.train", *arguments]).stderr
+    trace = run([PYTHON, "-X", "importtime", "-m", "regbench", "train", *arguments]).stderr
     return seconds, any(line.rstrip().endswith("| tensorflow") for line in trace.splitlines())
 
 
@@ -36,9 +36,9 @@ def seconds_and_peak_mib(command: list[str]) -> tuple[float, float]:
 
 
 def train_peak_mib(overrides: list[str], store: Path) -> float:
-    """Peak resident memory of one ``python -m regbench.train OVERRIDES``."""
+    """Peak resident memory of one ``regbench train OVERRIDES``."""
     uri = f"sqlite:///{store / 'memory.db'}"
-    return seconds_and_peak_mib([PYTHON, "-m", "regbench.train", *overrides,
+    return seconds_and_peak_mib([PYTHON, "-m", "regbench", "train", *overrides,
                                  "trainer.verbose=0", f"mlflow.tracking_uri={uri}",
                                  f"hydra.run.dir={store / 'outputs'}"])[1]
 
@@ -57,7 +57,7 @@ def study_seconds(data: list[str], runs: int, epochs: int, launch: list[str],
     ``epochs`` epochs, launched with ``launch``: the whole command, start-up included."""
     uri = f"sqlite:///{store / 'mlflow.db'}"
     started = time.perf_counter()
-    run([PYTHON, "-m", "regbench.train", "-m", *data, "regularizer=l2",
+    run([PYTHON, "-m", "regbench", "train", "-m", *data, "regularizer=l2",
          f"seed=range(0,{runs})", f"trainer.epochs={epochs}",
          f"trainer.early_stopping_patience={epochs}", "trainer.verbose=0",
          f"mlflow.tracking_uri={uri}", f"mlflow.experiment_name=throughput-{time.time_ns()}",

@@ -14,6 +14,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ from store_reads import (
 
 
 def synthetic_npz(folder: Path, n_train: int) -> Path:
-    from regbench.data import make_synthetic
+    from regbench.run.data import make_synthetic
 
     arrays = make_synthetic(n_train, 1000, 0.35, 1234)
     path = folder / "synthetic.npz"
@@ -48,10 +49,10 @@ def synthetic_npz(folder: Path, n_train: int) -> Path:
     return path
 
 
-def measure(quick: bool, scratch: Path) -> list[Figure]:
-    rounds = 3 if quick else 5
+def step_figures(quick: bool) -> list[Figure]:
+    """Figures 1 and 2: a train step per penalty and per option."""
     figures = []
-
+    rounds = 3 if quick else 5
     times = step_times(penalty_variants(), rounds=rounds, steps=20 if quick else 60)
     ratio = median_ratio(times["custom"], times["l2"])
     naive = median_ratio(times["naive"], times["l2"])
@@ -73,12 +74,29 @@ def measure(quick: bool, scratch: Path) -> list[Figure]:
                                                           strict=True)],
                               f"default {default:.1f} ms/step; {verdict}."))
 
+    return figures
+
+
+@dataclass(frozen=True)
+class Epochs:
+    """What figures 4-7 take from figure 2's epochs: the data's overrides, the median epoch
+    time."""
+
+    data: list[str]
+    epoch_seconds: float
+
+
+
+def epoch_figures(quick: bool, scratch: Path) -> tuple[list[Figure], Epochs]:
+    """Figures 2 and 3: an epoch of regbench train against the plain Keras script, the floor
+    of the floating-point work, the profile of a step."""
+    figures = []
     if quick:
         npz, data = synthetic_npz(scratch, 6000), ["data=synthetic", "data.n_train=6000",
                                                    "data.n_test=1000"]
         n_train, n_val, epochs = 5400, 600, 2
     else:
-        from regbench.data import provide_mnist
+        from regbench.run.data import provide_mnist
 
         npz, data, n_train, n_val, epochs = provide_mnist(), ["data=mnist"], 54000, 6000, 3
     regbench_seconds, baseline_seconds = [], []
@@ -89,12 +107,12 @@ def measure(quick: bool, scratch: Path) -> list[Figure]:
         measured, run_id = regbench_epoch_seconds(train_overrides, scratch / "train")
         regbench_seconds += measured[1:]
     figures.append(Figure(
-        2, "epoch time, regbench.train (MLflow on) / plain Keras script (L2 model)",
+        2, "epoch time, regbench train (MLflow on) / plain Keras script (L2 model)",
         median_ratio(regbench_seconds, baseline_seconds), 0.8, "x",
         [r / b for r, b in zip(regbench_seconds, baseline_seconds, strict=True)],
         f"median s/epoch (first epoch, which traces, left out): regbench "
         f"{statistics.median(regbench_seconds):.2f}, baseline "
-        f"{statistics.median(baseline_seconds):.2f}; python -m regbench.train "
+        f"{statistics.median(baseline_seconds):.2f}; regbench train "
         f"{' '.join(train_overrides)} against python bench/baseline_keras.py <data> "
         f"--regularizer l2 --epochs {epochs} --val {n_val}."))
 
@@ -124,7 +142,13 @@ def measure(quick: bool, scratch: Path) -> list[Figure]:
         idle / wall, None, "x", [], f"{idle:.2f} of {wall:.2f} ms per step with no TensorFlow "
         "kernel on any thread."))
 
-    epoch = statistics.median(regbench_seconds)
+    return figures, Epochs(data, statistics.median(regbench_seconds))
+
+
+def store_figures(quick: bool, scratch: Path, epochs: Epochs) -> list[Figure]:
+    """Figure 4: logging per epoch, and compare and path report on large stores."""
+    figures = []
+    epoch = epochs.epoch_seconds
     logging = tracking_seconds_per_epoch(scratch, 20)
     figures.append(Figure(
         4, "MLflow logging time per epoch / epoch time",
@@ -133,14 +157,14 @@ def measure(quick: bool, scratch: Path) -> list[Figure]:
     for runs, goal in ((100, 3.0),) if quick else ((1000, 3.0), (10_000, 15.0)):
         uri = fill_store(scratch / f"large-{runs}", runs, 20)
         arguments = ["--tracking-uri", uri, "--no-log", "--out", str(scratch / "report")]
-        compare = {"compare": [PYTHON, "-m", "regbench.compare", *arguments]}
+        compare = {"compare": [PYTHON, "-m", "regbench", "compare", *arguments]}
         if runs == 1000 or quick:
             compare["plain"] = [PYTHON, "-c", PLAIN_COMPARE, *arguments]
         timed = commands_seconds(compare, 1 if quick else 3)
         seconds, peak = timed["compare"]
         figures.append(Figure(
             4, f"make compare on a store of {runs} runs", statistics.median(seconds), goal, "s",
-            seconds, "python -m regbench.compare --tracking-uri <store> --no-log --out <folder>, "
+            seconds, "regbench compare --tracking-uri <store> --no-log --out <folder>, "
             "the whole command: interpreter start, imports, queries, statistics, table, "
             f"plots; 20 epochs of 6 curves a run; peak memory {peak:.0f} MiB (goal < 1,024)."))
         if "plain" in timed:
@@ -150,14 +174,14 @@ def measure(quick: bool, scratch: Path) -> list[Figure]:
                 "skipped at exit / as Python has it", median_ratio(seconds, plain), None, "x",
                 [a / b for a, b in zip(seconds, plain, strict=True)],
                 f"median s: {statistics.median(seconds):.2f} against "
-                f"{statistics.median(plain):.2f} (cli.collector_paused, "
-                "cli.exit_skipping_final_collection)."))
+                f"{statistics.median(plain):.2f} (common.collector_paused, "
+                "common.exit_skipping_final_collection)."))
         seconds, peak = commands_seconds({"path": [
-            PYTHON, "-m", "regbench.path", "report", "regbench", "--tracking-uri", uri,
+            PYTHON, "-m", "regbench", "path", "report", "regbench", "--tracking-uri", uri,
             "--out", str(scratch / "path")]}, 1 if quick else 3)["path"]
         figures.append(Figure(
             4, f"make path report on a store of {runs} runs", statistics.median(seconds), goal,
-            "s", seconds, "python -m regbench.path report regbench --tracking-uri <store> --out "
+            "s", seconds, "regbench path report regbench --tracking-uri <store> --out "
             "<folder>, the whole command (it also logs the report as a run); peak memory "
             f"{peak:.0f} MiB (goal < 1,024)."))
         if runs == 1000 or quick:
@@ -169,26 +193,37 @@ def measure(quick: bool, scratch: Path) -> list[Figure]:
                 f"median s: SQL aggregates {statistics.median(read['sql']):.2f}, run by run "
                 f"through MLflow's client {statistics.median(read['client']):.2f}."))
 
+    return figures
+
+
+def startup_figures(quick: bool) -> list[Figure]:
+    """Figure 5: the start-up of ``regbench train --help`` and ``--cfg job``."""
+    figures = []
     for label, arguments in (("--help", ["--help"]), ("--cfg job", ["--cfg", "job"])):
         seconds, imported = startup(arguments, 2 if quick else 5)
         figures.append(Figure(
-            5, f"start-up, python -m regbench.train {label}", statistics.median(seconds), 1.5,
+            5, f"start-up, regbench train {label}", statistics.median(seconds), 1.5,
             "s", seconds, f"TensorFlow imported: {'yes' if imported else 'no'}."))
+    return figures
 
-    overrides = [*data, "trainer.epochs=1" if quick else "trainer.epochs=3"]
+
+def process_figures(quick: bool, scratch: Path, epochs: Epochs) -> list[Figure]:
+    """Figures 6 and 7: peak memory, a study's throughput per launcher."""
+    figures = []
+    overrides = [*epochs.data, "trainer.epochs=1" if quick else "trainer.epochs=3"]
     figures.append(Figure(
         6, "peak memory of a training run", train_peak_mib(overrides, scratch), None, "MiB", [],
-        f"python -m regbench.train {' '.join(overrides)} (max RSS of the process)."))
+        f"regbench train {' '.join(overrides)} (max RSS of the process)."))
 
     runs, study_epochs = (2, 1) if quick else (12, 10)
-    study_data = [*data, "data.limit=6000"] if not quick else data
+    study_data = [*epochs.data, "data.limit=6000"] if not quick else epochs.data
     seconds = study_throughput(study_data, runs, study_epochs, 1 if quick else 2,
                                scratch / "throughput")
     serial, per_core = (seconds[name] for name in LAUNCHES)
     figures.append(Figure(
         7, "study wall time, one job per core / one job at a time", median_ratio(per_core, serial),
         1 / 1.2, "x", [p / s for p, s in zip(per_core, serial, strict=True)],
-        f"python -m regbench.train -m {' '.join(study_data)} regularizer=l2 "
+        f"regbench train -m {' '.join(study_data)} regularizer=l2 "
         f"seed=range(0,{runs}) trainer.epochs={study_epochs} with hydra/launcher=basic, then "
         f"=per_core ({study_epochs} epochs each, early stopping off): "
         f"{3600 * runs / statistics.median(serial):.0f} runs/hour one at a time with every core, "
@@ -197,14 +232,35 @@ def measure(quick: bool, scratch: Path) -> list[Figure]:
     return figures
 
 
+def measure(quick: bool, scratch: Path, only: frozenset[int] | None = None) -> list[Figure]:
+    """Every figure, or those numbered in ``only`` (the groups that make them run, and the
+    epochs of figure 2 when a later group needs its data and epoch time)."""
+    def wanted(*numbers: int) -> bool:
+        return only is None or bool(only.intersection(numbers))
+
+    figures = step_figures(quick) if wanted(1, 2) else []
+    if wanted(2, 3, 4, 6, 7):
+        epoch, epochs = epoch_figures(quick, scratch)
+        figures += epoch
+    if wanted(4):
+        figures += store_figures(quick, scratch, epochs)
+    if wanted(5):
+        figures += startup_figures(quick)
+    if wanted(6, 7):
+        figures += process_figures(quick, scratch, epochs)
+    return [figure for figure in figures if only is None or figure.number in only]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "RESULTS.md")
+    parser.add_argument("--only", type=int, action="append", choices=range(1, 8),
+                        metavar="N", help="measure figure N only (repeatable; default: all)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
-        figures = measure(args.quick, Path(scratch))
+        figures = measure(args.quick, Path(scratch), frozenset(args.only) if args.only else None)
     write_results(figures, args.out, args.quick, time.perf_counter() - started)
     print(args.out.read_text())
     return 0

@@ -1,5 +1,5 @@
 """Figures 1-3 of ``make bench``: the cost of a train step (penalties, trainer options), an
-epoch of ``regbench.train`` against the plain notebook script, and the step against the
+epoch of ``regbench train`` against the plain notebook script, and the step against the
 machine's floating-point floor, with TensorFlow's profile of a step by part."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def mlp_bn_classifier(make_regularizer, overrides: dict):
     from omegaconf import OmegaConf
 
     from regbench.locations import CONF_DIR
-    from regbench.models import build_mlp, compile_classifier
+    from regbench.run.models import build_mlp, compile_classifier
 
     model_cfg = OmegaConf.load(CONF_DIR / "model" / "mlp_bn.yaml")
     trainer_cfg = OmegaConf.merge(OmegaConf.load(CONF_DIR / "trainer" / "default.yaml"),
@@ -62,7 +62,7 @@ def penalty_variants() -> dict[str, Variant]:
     """L2, the fast custom penalty and the notebook's naive form of it."""
     import keras
 
-    from regbench.regularizers import RedundancyRegularizer, redundancy_penalty_naive
+    from regbench.run.regularizers import RedundancyRegularizer, redundancy_penalty_naive
 
     class NaiveRedundancy(RedundancyRegularizer):
         def __call__(self, x):
@@ -94,13 +94,13 @@ def option_variants() -> dict[str, Variant]:
 # 2. regbench against the plain script ----------------------------------------------------------
 
 def regbench_epoch_seconds(overrides: list[str], store: Path) -> tuple[list[float], str]:
-    """Run ``python -m regbench.train`` (MLflow on) and read its per-epoch ``epoch_seconds``."""
+    """Run ``regbench train`` (MLflow on) and read its per-epoch ``epoch_seconds``."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
 
     uri = f"sqlite:///{store / 'mlflow.db'}"
-    run([PYTHON, "-m", "regbench.train", *overrides, "trainer.verbose=0",
+    run([PYTHON, "-m", "regbench", "train", *overrides, "trainer.verbose=0",
          f"mlflow.tracking_uri={uri}", "mlflow.experiment_name=bench",
          f"hydra.run.dir={store / 'outputs'}"])
     mlflow.set_tracking_uri(uri)

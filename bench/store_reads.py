@@ -16,8 +16,8 @@ def tracking_seconds_per_epoch(store: Path, epochs: int) -> list[float]:
     import mlflow
 
     from regbench import record
-    from regbench.callbacks import EpochMetricsCallback
-    from regbench.store import use_store
+    from regbench.run.callbacks import EpochMetricsCallback
+    from regbench.run.store import use_store
 
     experiment_id = use_store(f"sqlite:///{store / 'tracking.db'}", "tracking")
     logs = {name: 0.5 for name in record.EPOCH_METRICS}
@@ -36,7 +36,7 @@ def tracking_seconds_per_epoch(store: Path, epochs: int) -> list[float]:
 
 def fill_store(store: Path, runs: int, epochs: int) -> str:
     """A store with ``runs`` FINISHED runs in three arms, each with per-epoch curves, params,
-    tags and final metrics as regbench.train records them.
+    tags and final metrics as regbench train records them.
 
     The experiment is created through MLflow; the rows are inserted into the SQL store's run,
     param, tag, metric and latest-metric tables in one transaction, because logging through the
@@ -55,7 +55,8 @@ def fill_store(store: Path, runs: int, epochs: int) -> str:
     )
     from mlflow.tracking import MlflowClient
 
-    from regbench import identity, record
+    from regbench import record
+    from regbench.run import identity
 
     uri = f"sqlite:///{store / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
@@ -99,11 +100,11 @@ def fill_store(store: Path, runs: int, epochs: int) -> str:
     return uri
 
 
-# ``python -m regbench.compare`` with its collector pause and final-collection skip turned off
-PLAIN_COMPARE = ("import contextlib, runpy, sys; from regbench import cli; "
-                 "cli.collector_paused = contextlib.nullcontext; "
-                 "cli.exit_skipping_final_collection = sys.exit; "
-                 "runpy.run_module('regbench.compare', run_name='__main__', alter_sys=True)")
+# ``regbench compare`` with its collector pause and final-collection skip turned off
+PLAIN_COMPARE = ("import contextlib, sys; from regbench.cli import common; "
+                 "common.collector_paused = contextlib.nullcontext; "
+                 "common.exit_skipping_final_collection = sys.exit; "
+                 "from regbench.cli import main; sys.argv[1:1] = ['compare']; main.main()")
 
 
 def commands_seconds(commands: dict[str, list[str]],
@@ -124,7 +125,7 @@ def curve_read_seconds(uri: str, repeats: int) -> dict[str, list[float]]:
     the read a tracking server gets)."""
     import mlflow
 
-    from regbench import query
+    from regbench.analysis import query
 
     mlflow.set_tracking_uri(uri)
     by_arm = query.runs_by_arm(query.fetch_runs("regbench", None).runs)

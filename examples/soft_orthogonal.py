@@ -6,7 +6,7 @@ Deep CNNs?", NeurIPS: for a Dense kernel W of shape (inputs, units),
     penalty = weight * ||W^T W - I||_F^2
 
 which pushes the units' incoming weight vectors towards an orthonormal set.
-To a verdict on small-data MNIST (README, "Test your own regularizer"):
+To a verdict on small-data MNIST (docs/regularizers.md):
 
     make verdict plugin=examples/soft_orthogonal.py regularizer=soft_orthogonal
 """
@@ -14,7 +14,7 @@ To a verdict on small-data MNIST (README, "Test your own regularizer"):
 import keras
 from keras import ops
 
-from regbench.registry import regularizer
+from regbench import regularizer
 
 
 @regularizer("soft_orthogonal")  # its strength is the constructor argument `weight`

@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from helpers import train
+from helpers import compose, sqlite_uri
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -21,12 +21,18 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def smoke_store(tmp_path_factory):
-    """A store holding one 2-epoch synthetic run per regularizer none, l2 and custom."""
+    """A store holding one 2-epoch synthetic run per regularizer none, l2 and custom, trained
+    in this process as ``regbench train`` trains each (``train_and_evaluate``)."""
+    from regbench.processes import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    from regbench.run.training import train_and_evaluate
+
     store = tmp_path_factory.mktemp("smoke")
     for regularizer in ("none", "l2", "custom"):
-        result = train(store, "data=synthetic", "trainer=smoke", "trainer.epochs=2",
-                       f"regularizer={regularizer}")
-        assert result.returncode == 0, result.stderr[-3000:]
+        train_and_evaluate(compose("data=synthetic", "trainer=smoke", "trainer.epochs=2",
+                                   f"regularizer={regularizer}", "mlflow.experiment_name=regbench",
+                                   f"mlflow.tracking_uri={sqlite_uri(store)}"))
     return store
 
 
@@ -40,7 +46,7 @@ def plugin(tmp_path, monkeypatch):
 
     from hydra.core.config_store import ConfigStore
 
-    from regbench import overrides, registry
+    from regbench.config import overrides, registry
 
     monkeypatch.setattr(registry, "_OPTIONS", dict(registry._OPTIONS))
     repo = ConfigStore.instance().repo
@@ -59,3 +65,8 @@ def plugin(tmp_path, monkeypatch):
     yield use
     for cache in caches:
         cache.cache_clear()
+
+
+def pytest_collection_modifyitems(items):
+    """The tests marked ``long`` first, so that no worker starts one when the others are done."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)

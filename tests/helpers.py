@@ -23,21 +23,22 @@ def sqlite_uri(folder: Path) -> str:
     return f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"
 
 
-def run_module(module: str, *args: str, cwd: Path, env: dict | None = None,
-               timeout: float = 600) -> subprocess.CompletedProcess:
-    """``python -m module args`` in ``cwd``; stdout and stderr captured as text."""
+def run_command(command: str, *args: str, cwd: Path, env: dict | None = None,
+                timeout: float = 600) -> subprocess.CompletedProcess:
+    """``regbench command args`` (as ``python -m regbench``) in ``cwd``; stdout and stderr
+    captured as text."""
     return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
+        [sys.executable, "-m", "regbench", command, *args], cwd=cwd, capture_output=True, text=True,
         timeout=timeout, env={**os.environ, **QUIET_TENSORFLOW, **(env or {})},
     )
 
 
 def train(store: Path, *overrides: str, experiment: str = "regbench",
           tracking_uri: str | None = None) -> subprocess.CompletedProcess:
-    """One ``python -m regbench.train`` into the SQLite store under ``store``; ``overrides``
+    """One ``regbench train`` into the SQLite store under ``store``; ``overrides``
     come last, so they win over the store's defaults."""
-    return run_module(
-        "regbench.train", f"mlflow.tracking_uri={tracking_uri or sqlite_uri(store)}",
+    return run_command(
+        "train", f"mlflow.tracking_uri={tracking_uri or sqlite_uri(store)}",
         f"mlflow.experiment_name={experiment}", f"hydra.run.dir={store / 'outputs'}", *overrides,
         cwd=store,
     )
@@ -52,7 +53,7 @@ def runs(store: Path, experiment: str = "regbench"):
 
 
 def compose(*overrides: str, hydra: bool = False):
-    """The config ``python -m regbench.train OVERRIDES`` would run (with Hydra's node if
+    """The config ``regbench train OVERRIDES`` would run (with Hydra's node if
     ``hydra``)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -118,13 +119,14 @@ def wait_for_training_runs(store: Path, count: int, timeout: float = 180) -> Non
 
 
 def record_run(experiment_id, arm, params, seed, accuracy, data_loss, with_reliability=True):
-    """A FINISHED run as regbench.train records one, with the test metrics given: tags (arm,
+    """A FINISHED run as regbench train records one, with the test metrics given: tags (arm,
     today's code identity of its regularizer), params (``regularizer.<key>``, seed), final
     metrics, 3 epochs of curves, reliability bins."""
     from mlflow.tracking import MlflowClient
 
-    from regbench import identity, record
-    from regbench.metrics import reliability_bins
+    from regbench import record
+    from regbench.run import identity
+    from regbench.run.metrics import reliability_bins
 
     client = MlflowClient()
     run = client.create_run(experiment_id, tags={"mlflow.runName": f"{arm}-{seed}",

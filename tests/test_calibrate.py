@@ -7,10 +7,15 @@ import math
 import pytest
 
 from helpers import sqlite_uri
-from regbench import calibrate, path, record
-from regbench.calibrate import Calibration, CalibrationError, grid_from
-from regbench.sweep import finished_runs
-from regbench.tracking import config_hash
+from regbench import record
+from regbench.cli.main import dispatch
+from regbench.design import calibrate, presets
+from regbench.design.calibrate import Calibration, grid_from
+from regbench.design.sweep import finished_runs
+from regbench.errors import CalibrationError
+from regbench.run.tracking import config_hash
+
+SMALL = ("data=synthetic", "model=mlp_small", "trainer=smoke")
 
 
 def test_a_linear_share_gives_a_grid_from_a_thousandth_to_ten():
@@ -40,31 +45,31 @@ def test_a_share_that_does_not_grow_cannot_be_calibrated(shares):
 def test_the_command_probes_every_builtin_and_shows_a_pinned_grid_beside(tmp_path,
                                                                         monkeypatch):
     """On synthetic data (probes of a few steps): one probe per built-in, logged in the
-    preset's experiment (and left out of its path's runs), the pinned grid beside the
-    calibrated one."""
+    path's experiment (named after the data and model it ran: not the preset's own) and left
+    out of its path's runs, the preset's pinned grid beside the calibrated one."""
     import mlflow
 
     monkeypatch.setattr(calibrate, "PROBE_STEPS", 30)
 
     uri = sqlite_uri(tmp_path)
-    assert calibrate.main(["path_mnist_small", "--tracking-uri", uri, "--out", str(tmp_path),
-                           "data=synthetic", "model=mlp_small", "trainer=smoke"]) == 0
+    assert dispatch(["calibrate", "path_mnist_small", "--tracking-uri", uri, "--out",
+                     str(tmp_path), *SMALL]) == 0
     text = (tmp_path / "calibration.md").read_text()
-    for option, grid in path.PINNED_GRIDS["path_mnist_small"].items():
+    for option, grid in presets.PINNED_GRIDS["path_mnist_small"].items():
         row = next(line for line in text.splitlines() if line.startswith(f"| {option} | "
                                                                             f"{grid[0]:g} ("))
         assert row.count("(") >= 2 * len(grid)
     mlflow.set_tracking_uri(uri)
-    probes = mlflow.search_runs(experiment_names=["path_mnist_small"])
+    experiment = presets.experiment_name("path_mnist_small", SMALL)  # not the preset's data
+    probes = mlflow.search_runs(experiment_names=[experiment])
     assert sorted(probes[f"tags.{record.TAG_CALIBRATION}"]) == sorted(
-        path.PINNED_GRIDS["path_mnist_small"])
-    found = calibrate.in_experiment("path_mnist_small")
-    assert [c.option for c in found] == sorted(path.PINNED_GRIDS["path_mnist_small"])
+        presets.PINNED_GRIDS["path_mnist_small"])
+    found = calibrate.in_experiment(experiment)
+    assert [c.option for c in found] == sorted(presets.PINNED_GRIDS["path_mnist_small"])
     assert all(math.isclose(c.exponent, 1, abs_tol=calibrate.LINEAR) for c in found)
     # a probe is not a run of the config it probes: the path's job of that config (l2 at its
     # default strength, seed 0) trains, also beside a probe that carries its hash as one did
-    probed = config_hash(path.probe_config("path_mnist_small", "l2", ("data=synthetic",
-                                           "model=mlp_small", "trainer=smoke")))
+    probed = config_hash(presets.probe_config("path_mnist_small", "l2", SMALL))
     probe = probes[probes[f"tags.{record.TAG_CALIBRATION}"] == "l2"].iloc[0]
     assert probe[f"tags.{record.TAG_PROBE_HASH}"] == probed
     assert f"tags.{record.TAG_CONFIG_HASH}" not in probes

@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import record_run, run_module, sqlite_uri
-from regbench import compare, query, record, report, stats
-from regbench.comparison import Target, summarise
+from helpers import record_run, run_command, sqlite_uri
+from regbench import record
+from regbench.analysis import query, report, stats
+from regbench.analysis.comparison import Target, summarise
+from regbench.cli import compare
 
 SEEDS = list(range(10))  # enough for the permutation test's floor (2/2^10) under Holm over 6
 L2_ACC = np.array([0.970, 0.972, 0.969, 0.971, 0.973, 0.968, 0.974, 0.970, 0.972, 0.971])
@@ -347,15 +349,16 @@ def test_runs_with_missing_metrics_are_named_not_fatal(tmp_path):
     assert "lack test_ece" in report.markdown(result)
 
 
+@pytest.mark.long
 def test_a_small_study_end_to_end(tmp_path):
     """The study's multirun grid on synthetic data, then the comparison of its real runs."""
-    result = run_module(
-        "regbench.train", "-m", "experiment=l2_vs_custom", "data=synthetic", "trainer=smoke",
+    result = run_command(
+        "train", "-m", "experiment=l2_vs_custom", "data=synthetic", "trainer=smoke",
         "seed=0,1", f"mlflow.tracking_uri={sqlite_uri(tmp_path)}", "mlflow.experiment_name=study",
         f"hydra.sweep.dir={tmp_path / 'multirun'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     # the command itself: its exit skips the last cycle collection, yet everything is written
-    compared = run_module("regbench.compare", "--tracking-uri", sqlite_uri(tmp_path),
+    compared = run_command("compare", "--tracking-uri", sqlite_uri(tmp_path),
                           "--experiment", "study", "--out", str(tmp_path / "report"), cwd=tmp_path)
     assert compared.returncode == 0, compared.stderr[-3000:]
     printed = compared.stdout
@@ -371,27 +374,28 @@ def test_a_small_study_end_to_end(tmp_path):
 
 
 def test_a_command_s_imports_are_frozen_and_its_exit_skips_the_last_collection():
-    """cli.collector_paused: the collector is off inside, what was made is frozen after, the
-    collector's state comes back; cli.exit_skipping_final_collection freezes, then exits."""
+    """common.collector_paused: the collector is off inside, what was made is frozen after, the
+    collector's state comes back; common.exit_skipping_final_collection freezes, then exits."""
     import gc
 
-    from regbench import cli
+    from regbench.cli import common
+
 
     try:
         frozen = gc.get_freeze_count()
-        with cli.collector_paused():
+        with common.collector_paused():
             assert not gc.isenabled()
             made = [[index] for index in range(1000)]
         assert gc.isenabled() and gc.get_freeze_count() >= frozen + len(made)
         gc.disable()
-        with cli.collector_paused():
+        with common.collector_paused():
             pass
         assert not gc.isenabled()
         gc.enable()
         frozen = gc.get_freeze_count()
         made_later = [[index] for index in range(1000)]  # (``made`` stays: frozen, counted)
         with pytest.raises(SystemExit) as exited:
-            cli.exit_skipping_final_collection(3)
+            common.exit_skipping_final_collection(3)
         assert exited.value.code == 3 and gc.get_freeze_count() >= frozen + len(made_later)
     finally:
         gc.enable()
@@ -404,16 +408,17 @@ def test_ctrl_c_on_a_command_is_one_line_and_exit_130(store, capsys):
     import sys
     import time
 
-    from regbench import cli
+    from regbench.cli import common
+
 
     def interrupted():
         raise KeyboardInterrupt
 
     with pytest.raises(SystemExit) as exited:
-        cli.run(interrupted)
+        common.run(interrupted)
     assert exited.value.code == 130
     assert capsys.readouterr().err == "interrupted (Ctrl-C)\n"
-    process = subprocess.Popen([sys.executable, "-m", "regbench.compare", "--tracking-uri",
+    process = subprocess.Popen([sys.executable, "-m", "regbench", "compare", "--tracking-uri",
                                 sqlite_uri(store), "--no-log"], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     time.sleep(1.0)  # within its imports or its reading: both end the same way
@@ -445,7 +450,7 @@ def test_the_written_report_is_what_the_store_gives(store, tmp_path):
     arguments = ["--tracking-uri", sqlite_uri(store), "--out", str(tmp_path), "--no-log"]
     assert compare.main(arguments) == 0
     text = (tmp_path / "comparison.md").read_text()
-    assert text.startswith(f"Written by `python -m regbench.compare {' '.join(arguments)}` at "
+    assert text.startswith(f"Written by `regbench compare {' '.join(arguments)}` at "
                            "commit ")
     assert "from 51 runs trained at commit unknown (51)." in text.splitlines()[0]
     summary = {key[0]: cells for key, cells in markdown_rows(text, "arm | runs").items()}
@@ -512,14 +517,36 @@ def test_every_verdict_names_the_interval_it_was_read_from(comparison):
     assert "Monte Carlo" not in report.markdown(comparison)  # 10 seeds: exact
 
 
-def test_a_report_states_the_configuration_its_runs_share():
+def test_a_report_states_the_configuration_its_runs_share_grouped_without_unset_keys():
     runs = pd.DataFrame({"params.model.name": ["mlp_bn"] * 3, "params.seed": ["0", "1", "2"],
                          "params.data.split_seed": ["0", "1", "2"],
+                         "params.data.dir": ["None"] * 3, "params.data.limit": ["6000"] * 3,
+                         "params.sweep.overrides": [None] * 3, "params.rerun": ["False"] * 3,
                          "params.trainer.optimizer": ["adam"] * 3,
                          "params.optimizer_learning_rate": ["0.001"] * 3,
                          "params.regularizer.weight": ["0.0001", "0.001", None],
                          "tags.git_commit": ["a" * 40] * 3, "arm": ["l2-0.0001"] * 3})
-    assert report.shared_config(runs) == "model.name=mlp_bn; trainer.optimizer=adam"
-    header = report.provenance("python -m regbench.compare", "b" * 40, runs)
-    assert header.split("\n\n")[-2] == (
-        "Configuration every run shares: model.name=mlp_bn; trainer.optimizer=adam.")
+    assert report.shared_config(runs) == {"data": ["limit=6000"], "model": ["name=mlp_bn"],
+                                          "trainer": ["optimizer=adam"], "": ["rerun=False"]}
+    header = report.provenance("regbench compare", "b" * 40, runs)
+    assert header.endswith("<details><summary>Configuration every run shares</summary>\n\n"
+                           "| group | settings |\n|---|---|\n| data | limit=6000 |\n"
+                           "| model | name=mlp_bn |\n| trainer | optimizer=adam |\n"
+                           "| run | rerun=False |\n\n</details>\n\n")
+
+
+def test_an_artifact_uri_that_is_a_plain_path_is_read_from_disk(tmp_path, monkeypatch):
+    """A store whose runs' artifact URIs are plain paths (made by MLflow's client elsewhere)
+    is read as a file:// one is, without MLflow's copy per read."""
+    import mlflow.artifacts
+
+    from regbench.analysis.query import _load_json, local_path
+
+    artifact = tmp_path / "artifacts" / "reliability.json"
+    artifact.parent.mkdir()
+    artifact.write_text('{"bins": 2}')
+    monkeypatch.setattr(mlflow.artifacts, "load_dict", lambda uri: pytest.fail(uri))
+    assert local_path(str(artifact)) == local_path(artifact.as_uri()) == artifact
+    assert _load_json(str(artifact)) == _load_json(artifact.as_uri()) == {"bins": 2}
+    assert local_path("s3://bucket/run/artifacts/x.json") is None
+    assert local_path("mlflow-artifacts:/1/abc/artifacts/x.json") is None

@@ -1,5 +1,6 @@
 import dataclasses
 import os
+import shlex
 import subprocess
 
 import pytest
@@ -7,11 +8,13 @@ from omegaconf import MISSING, OmegaConf
 
 from helpers import PROJECT_ROOT, sqlite_uri, train
 from helpers import compose as composed
-from regbench import data, models, schema
+from regbench.config import schema
+from regbench.config.overrides import check_overrides, expand_jobs
+from regbench.config.schema import group_options
+from regbench.config.validation import validate
+from regbench.errors import ConfigError
 from regbench.locations import CONF_DIR, config_groups
-from regbench.overrides import check_overrides, expand_jobs
-from regbench.schema import group_options
-from regbench.validation import ConfigError, validate
+from regbench.run import data, models
 
 
 @pytest.mark.parametrize("group", ["data", "model", "regularizer", "trainer", "experiment"])
@@ -60,7 +63,7 @@ def test_every_preset_with_every_regularizer_holds_exactly_the_options_keys(pres
 
 @pytest.mark.parametrize("option", group_options("regularizer"))
 def test_the_arm_label_is_what_the_kernel_applies(option):
-    from regbench import registry
+    from regbench.config import registry
     from regbench.record import arm_label
 
     cfg = composed(f"regularizer={option}")
@@ -76,7 +79,7 @@ def test_the_arm_label_is_what_the_kernel_applies(option):
 
 
 def test_the_exercise_bonus_does_what_it_says_or_is_refused():
-    from regbench import registry
+    from regbench.config import registry
     from regbench.record import arm_label
 
     with pytest.raises(ConfigError, match="regularizer.l1"):
@@ -175,17 +178,37 @@ def test_bad_overrides_exit_non_zero_with_one_line_and_no_run(override, tmp_path
 def test_make_variables_reach_the_shell_quoted():
     result = subprocess.run(["make", "-n", "predict", "run=a'b; touch pwned", "image=x y.png"],
                             cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
-    assert "regbench.predict 'a'\\''b; touch pwned' 'x y.png'" in result.stdout
+    assert "regbench predict 'a'\\''b; touch pwned' 'x y.png'" in result.stdout
 
 
 def test_make_passes_command_line_overrides_to_hydra():
     result = subprocess.run(
         ["make", "-n", "train", "regularizer=custom", "trainer.epochs=3", "max_seeds=4"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
-    command = [line for line in result.stdout.splitlines() if "regbench.train" in line]
+    command = [line for line in result.stdout.splitlines() if "regbench train" in line]
     assert len(command) == 1
     assert "regularizer=custom" in command[0] and "trainer.epochs=3" in command[0]
     assert "max_seeds=4" not in command[0]
+
+
+@pytest.mark.parametrize("target", ["train", "sweep", "compare", "study", "path", "tuned",
+                                    "verdict", "runs", "exercise"])
+def test_make_passes_args_with_spaces_as_words_and_overrides_apart(target):
+    """ARGS holding spaces is split into its words, after the overrides; an override whose
+    value holds a space stays one word; neither leaks into the other."""
+    result = subprocess.run(["make", "-n", target, "regularizer=l2", "mlflow.experiment_name=a b",
+                             "ARGS=--first 2 --step 1"], cwd=PROJECT_ROOT, capture_output=True,
+                            text=True, check=True)
+    commands = [shlex.split(line.replace("\\\n", " ")) for line in
+                result.stdout.replace("\\\n", " ").splitlines() if "regbench " in line]
+    assert commands, result.stdout
+    last = commands[-1]
+    if target not in ("compare", "runs"):  # these take no Hydra overrides
+        assert any("mlflow.experiment_name=a b" in command for command in commands)
+    assert [word for command in commands for word in command if "--step" in word] == [
+        "--step"]  # not also a Hydra override "2 --step 1", as make's escaped spaces once gave
+    assert last[-4:] == ["--first", "2", "--step", "1"], last
+    assert not any(word.startswith("ARGS=") for command in commands for word in command)
 
 
 def test_make_verdict_and_path_take_the_plugin_and_the_options_as_make_variables():
@@ -198,7 +221,7 @@ def test_make_verdict_and_path_take_the_plugin_and_the_options_as_make_variables
                               env={**os.environ, "REGBENCH_PLUGINS": ""}).stdout
 
     verdict = dry_run("verdict", "regularizer=soft_orthogonal", "seed=3")
-    assert "regbench.verdict 'soft_orthogonal' --preset 'path_mnist_small'" in verdict
+    assert "regbench verdict 'soft_orthogonal' --preset 'path_mnist_small'" in verdict
     assert "regularizer=soft_orthogonal" not in verdict and "seed=3" in verdict
     path_run = dry_run("path", "regularizers=soft_orthogonal,l2")
     assert "--regularizers 'soft_orthogonal,l2'" in path_run
@@ -275,10 +298,10 @@ def test_previews_refuse_what_the_run_refuses(flags, overrides, key, monkeypatch
                                               tmp_path):
     """``--cfg``/``--info`` (alone or with -m) and the run itself: one line, exit 2, nothing
     created (in-process: the refusal comes before Hydra or any store)."""
-    from regbench import train as train_command
+    from regbench.cli import train as train_command
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("sys.argv", ["regbench.train", *flags, *overrides])
+    monkeypatch.setattr("sys.argv", ["regbench", *flags, *overrides])
     with pytest.raises(SystemExit) as exit_:
         train_command.main()
     lines = capsys.readouterr().err.strip().splitlines()
@@ -288,10 +311,10 @@ def test_previews_refuse_what_the_run_refuses(flags, overrides, key, monkeypatch
 
 
 def test_a_good_preview_still_shows_the_config(monkeypatch, capsys, tmp_path):
-    from regbench import train as train_command
+    from regbench.cli import train as train_command
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("sys.argv", ["regbench.train", "--cfg", "job", "regularizer=l1_l2"])
+    monkeypatch.setattr("sys.argv", ["regbench", "--cfg", "job", "regularizer=l1_l2"])
     train_command.main()
     shown = OmegaConf.create(capsys.readouterr().out)
     assert shown.regularizer.name == "l1_l2" and list(tmp_path.iterdir()) == []
@@ -306,7 +329,7 @@ def test_only_the_targets_that_need_mnist_ahead_fetch_it(tmp_path):
         return subprocess.run(["make", "-n", *arguments, absent], cwd=PROJECT_ROOT,
                               capture_output=True, text=True, check=True).stdout
 
-    assert "regbench.data" in planned("data") and "regbench.data" in planned("test")
+    assert "regbench data" in planned("data") and "regbench data" in planned("test")
     for target in (["train", "data=synthetic"], ["bench", "quick=1"], ["sweep"], ["study"],
                    ["path"], ["tuned"], ["exercise"]):
-        assert "regbench.data" not in planned(*target), target
+        assert "regbench data" not in planned(*target), target

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from regbench import data
 from regbench.locations import DATA_DIR
+from regbench.run import data
 
 MNIST_TEST_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 

@@ -1,4 +1,4 @@
-"""The code identity of a run (regbench.identity): which edits move which fingerprint, and how
+"""The code identity of a run (regbench.run.identity): which edits move which fingerprint, and how
 resume, compare and the reports use it."""
 
 import shutil
@@ -7,8 +7,11 @@ import pandas as pd
 import pytest
 
 from helpers import PROJECT_ROOT
-from regbench import identity, query, record, registry, report
-from regbench.schema import ConfigError
+from regbench import record
+from regbench.analysis import query, report
+from regbench.config import registry
+from regbench.errors import ConfigError
+from regbench.run import identity
 
 PACKAGE = PROJECT_ROOT / "src" / "regbench"
 EXAMPLE = PROJECT_ROOT / "examples" / "soft_orthogonal.py"
@@ -30,19 +33,21 @@ def package_copy(tmp_path):
 
 @pytest.mark.parametrize("module, old, new, moves", [
     # docstrings, comments and layout: what a run computes is the same
-    ("models.py", '"""', '"""A docstring edited. ', False),
-    ("training.py", "\nimport", "\n# a comment\n\n\nimport", False),
-    ("regularizers.py", "        return {\"weight\": self.weight, \"eps\": self.eps, "
+    ("run/models.py", '"""', '"""A docstring edited. ', False),
+    ("run/training.py", "\nimport", "\n# a comment\n\n\nimport", False),
+    ("run/regularizers.py", "        return {\"weight\": self.weight, \"eps\": self.eps, "
      "\"mode\": self.mode}", "        return {\"weight\": self.weight,  # layout\n"
      "                \"eps\": self.eps, \"mode\": self.mode}", False),
     # modules that record, compare or report: not training code
-    ("report.py", "def provenance(", "def _more():\n    return 1\n\n\ndef provenance(", False),
-    ("tracking.py", "def flatten(", "def _more():\n    return 1\n\n\ndef flatten(", False),
+    ("analysis/report.py", "def provenance(", "def _more():\n    return 1\n\n\ndef provenance(",
+     False),
+    ("run/tracking.py", "def flatten(", "def _more():\n    return 1\n\n\ndef flatten(", False),
     # a formula, a constant, a default of the training code
-    ("regularizers.py", "ops.square(", "ops.abs(", True),
-    ("callbacks.py", "def ", "LIMIT = 3\n\n\ndef ", True),
-    ("data.py", "def ", "OFFSET = 1e-3\n\n\ndef ", True),
-    ("optimizers.py", "class ", "EPSILON = 1e-6\n\n\nclass ", True),
+    ("run/regularizers.py", "ops.square(", "ops.abs(", True),
+    ("run/callbacks.py", "def ", "LIMIT = 3\n\n\ndef ", True),
+    ("run/data.py", "def ", "OFFSET = 1e-3\n\n\ndef ", True),
+    ("run/optimizers.py", "class ", "EPSILON = 1e-6\n\n\nclass ", True),
+    ("config/splits.py", "def ", "OFFSET = 1\n\n\ndef ", True),
 ])
 def test_which_edit_moves_the_training_fingerprint(package_copy, module, old, new, moves):
     copy, fingerprint = package_copy
@@ -74,7 +79,7 @@ def test_the_versions_and_keras_classes(monkeypatch):
     assert l2.source == "builtin" and l2.versions.startswith("python=3.11 tensorflow=")
     assert identity.of_option("none").regularizer == "none"
     assert identity.of_option("custom").regularizer == identity.source_fingerprint(
-        (PACKAGE / "regularizers.py").read_text())
+        (PACKAGE / "run" / "regularizers.py").read_text())
     monkeypatch.setattr(identity, "version", lambda name: "9.9.9")  # an upgrade
     upgraded = identity.of_option("l2")
     assert upgraded.versions.endswith("numpy=9.9.9") and upgraded.identity != l2.identity
@@ -113,7 +118,7 @@ def test_an_arm_of_two_code_identities_is_refused_unless_mixing_is_asked_for():
     notes = query.one_code_per_arm(mixed, mix_code=True)
     assert notes[0].endswith(": compared mixed (--mix-code)") and len(notes) == 3
     assert notes[2].startswith("1 run(s) were recorded without a code identity")
-    header = report.provenance("python -m regbench.compare", "c" * 40, mixed, notes)
+    header = report.provenance("regbench compare", "c" * 40, mixed, notes)
     assert header.splitlines()[2].startswith("**Note**: arm l2-0.0001 holds runs of 2 code")
     assert "- not recorded (runs from before code identities), arms none (1): commits c0" \
         in header
@@ -139,7 +144,7 @@ def test_compare_refuses_an_arm_of_two_code_identities_and_names_each_when_told(
     from mlflow.tracking import MlflowClient
 
     from helpers import record_run, sqlite_uri
-    from regbench import compare
+    from regbench.cli import compare
 
     mlflow.set_tracking_uri(sqlite_uri(tmp_path))
     experiment_id = mlflow.create_experiment("code", artifact_location=(tmp_path / "a").as_uri())
@@ -177,7 +182,7 @@ def test_a_job_reuses_a_run_of_todays_code_only(tmp_path):
     from mlflow.tracking import MlflowClient
 
     from helpers import sqlite_uri
-    from regbench import sweep
+    from regbench.design import sweep
 
     mlflow.set_tracking_uri(sqlite_uri(tmp_path))
     experiment_id = mlflow.create_experiment("resume")
@@ -209,9 +214,9 @@ def test_a_job_reuses_a_run_of_todays_code_only(tmp_path):
     assert sweep.Reuse(None, False, []).line("today") is None
 
 
-def test_the_published_code_identities_are_what_git_gives_and_the_readme_quotes_them():
-    """reports/code-identities.md is what ``python -m regbench.identity`` writes now (its first
-    line names the commit that wrote it), and each commit README names as trained by other
+def test_the_published_code_identities_are_what_git_gives_and_the_results_quote_them():
+    """reports/code-identities.md is what ``regbench identities`` writes now (its first
+    line names the commit that wrote it), and each commit docs/results.md names as trained by other
     training code is a row whose training modules differ."""
     import re
 
@@ -219,8 +224,8 @@ def test_the_published_code_identities_are_what_git_gives_and_the_readme_quotes_
 
     published = (REPORTS_DIR / "code-identities.md").read_text().splitlines()
     assert published[1:] == identity.published_markdown(REPORTS_DIR, PROJECT_ROOT).splitlines()[1:]
-    readme = (PROJECT_ROOT / "README.md").read_text()
-    paragraph = readme[readme.index("Those runs were recorded before"):].split("\n\n")[0]
+    results = (PROJECT_ROOT / "docs" / "results.md").read_text()
+    paragraph = results[results.index("Those runs were recorded before"):].split("\n\n")[0]
     named = re.findall(r"\b[0-9a-f]{12}\b", paragraph)
     assert len(named) == 4
     cells = [row.strip("| ").split(" | ") for row in published if re.match(r"\| \S+\.md \|", row)]

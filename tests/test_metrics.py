@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from regbench.metrics import brier_score, expected_calibration_error, reliability_bins
+from regbench.run.metrics import brier_score, expected_calibration_error, reliability_bins
 
 
 def test_ece_is_zero_when_confidence_equals_accuracy():

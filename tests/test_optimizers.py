@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from regbench.optimizers import FusedAdam
+from regbench.run.optimizers import FusedAdam
 
 
 def trained(optimizer: keras.optimizers.Optimizer, x, y) -> tuple[list, list]:

@@ -10,7 +10,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from helpers import QUIET_TENSORFLOW, sqlite_uri, wait_for_training_runs
-from regbench import cli, identity, path, query, record
+from regbench import processes, record
+from regbench.analysis import query
+from regbench.cli.main import dispatch
+from regbench.design import path, presets
+from regbench.run import identity
 
 
 def point(strength, val, loss=0.1):
@@ -56,6 +60,7 @@ def test_the_strength_is_chosen_on_validation_never_on_test(tmp_path):
         tmp_path / "report" / "path.md").read_text()
 
 
+@pytest.mark.long
 def test_a_tiny_path_its_report_and_the_tuned_comparison(tmp_path, capsys, monkeypatch):
     """The path trained into the preset's experiment, its report, and ``tuned``: the selected
     strengths against none on fresh seeds from 100, in rounds (here one look of 2 seeds)."""
@@ -65,37 +70,40 @@ def test_a_tiny_path_its_report_and_the_tuned_comparison(tmp_path, capsys, monke
     extra = (*overrides, f"mlflow.tracking_uri={uri}", f"hydra.sweep.dir={tmp_path / 'path'}")
     grids = {"l2": (1e-4, 1e-2), "custom_columns": (1.0, 100.0)}
     preset = "path_mnist_small"
-    commands = path.train_commands(preset, grids, (0, 1), preset, extra)
-    assert len(commands) == 3 and cli.run_commands(commands) == 0
+    experiment = presets.experiment_name(preset, overrides)  # not the preset's data: its own
+    assert experiment.startswith(f"{preset}-synthetic-mlp_small-")
+    commands = path.train_commands(preset, grids, (0, 1), experiment, extra)
+    assert len(commands) == 3 and processes.run_commands(commands) == 0
     assert [command[-2:] for command in path.train_commands(
         preset, grids, (0, 1), preset, extra, frozenset({"l2", "none"}))] == [
         ["regularizer=l2", "regularizer.weight=0.0001,0.01"],
         [f"hydra.sweep.dir={tmp_path / 'path'}", "regularizer=none"]]  # only the ones named
     monkeypatch.setattr(path, "SELECTION_SEEDS", (0, 1))
     capsys.readouterr()
-    assert path.train_path(preset, grids, extra) == 0  # resumed: every job has its run
+    assert path.train_path(preset, grids, extra, experiment) == 0  # resumed: every job has its run
     assert "3 of 3 multiruns not started" in capsys.readouterr().err
 
     mlflow.set_tracking_uri(uri)
-    assert path.main(["report", preset, "--tracking-uri", uri, "--out",
-                      str(tmp_path / "report")]) == 0
-    selections = path.read_path(preset).selections
+    assert dispatch(["path", "report", preset, "--tracking-uri", uri, "--out",
+                      str(tmp_path / "report"), *overrides]) == 0
+    selections = path.read_path(experiment).selections
     assert {s.regularizer for s in selections} == {"l2", "custom_columns"}
     assert all(s.best.seeds == (0, 1) for s in selections)
-    study = path.read_path(preset)  # default: those of the names the path has; named: each
-    assert set(path.chosen_strengths(study, ["l2", "l1"], "best", preset, every=False)) == {"l2"}
-    with pytest.raises(query.CompareError, match=f"the path of {preset} has no finished runs of "
-                       "l1 to choose a strength from"):
-        path.chosen_strengths(study, ["l2", "l1"], "best", preset)
+    study = path.read_path(experiment)  # default: those of the names the path has; named: each
+    assert set(path.chosen_strengths(study, ["l2", "l1"], "best", experiment, every=False)) == {
+        "l2"}
+    with pytest.raises(query.CompareError, match=f"the path of {experiment} has no finished "
+                       "runs of l1 to choose a strength from"):
+        path.chosen_strengths(study, ["l2", "l1"], "best", experiment)
     text = (tmp_path / "report" / "path.md").read_text()
-    assert text.startswith(f"Written by `python -m regbench.path report {preset} --tracking-uri ")
+    assert text.startswith(f"Written by `regbench path report {preset} --tracking-uri ")
     assert "| custom_columns | 100 | 2 |" in text and "| none | 0 | 2 |" in text
     tuned = {s.regularizer: (s.chosen("1se").strength,) for s in selections}
     capsys.readouterr()
-    assert path.main(["tuned", preset, "--rule", "1se", "--first", "2", "--step", "1",
+    assert dispatch(["path", "tuned", preset, "--rule", "1se", "--first", "2", "--step", "1",
                       "--max-seeds", "2", "--tracking-uri", uri, "--out", str(tmp_path / "tuned"),
                       *overrides, f"hydra.sweep.dir={tmp_path / 'tuned-runs'}"]) == 0
-    runs = query.fetch_runs(f"{preset}-tuned", None).runs
+    runs = query.fetch_runs(f"{experiment}-tuned", None).runs
     assert set(runs["arm"]) == {"none", *(f"{name}-{strength:g}"
                                           for name, (strength,) in tuned.items())}
     assert sorted(set(runs["seed"])) == [100, 101]
@@ -120,18 +128,20 @@ def test_a_path_point_never_pools_two_configs(tmp_path):
         path.read_path("p")
 
 
+@pytest.mark.long
 def test_an_interrupted_path_closes_its_multirun_and_exits_130(tmp_path):
     """SIGINT to the path command alone (as ``kill -INT``): the running multirun gets it as a
     Ctrl-C, closes every run, and the path exits 130 with one line, no traceback."""
     import os
 
     uri = sqlite_uri(tmp_path)
+    overrides = ("data=synthetic", "trainer=smoke", "model=mlp_small", "data.n_train=30000",
+                 "trainer.epochs=1000", "trainer.early_stopping_patience=1000")
     process = subprocess.Popen(
-        [sys.executable, "-m", "regbench.path", "run", "path_mnist_small", "data=synthetic",
-         "trainer=smoke", "model=mlp_small", "data.n_train=30000", "trainer.epochs=1000",
-         "trainer.early_stopping_patience=1000", f"mlflow.tracking_uri={uri}",
-         f"hydra.sweep.dir={tmp_path / 'multirun'}"], cwd=tmp_path, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, env={**os.environ, **QUIET_TENSORFLOW})
+        [sys.executable, "-m", "regbench", "path", "run", "path_mnist_small", *overrides,
+         f"mlflow.tracking_uri={uri}", f"hydra.sweep.dir={tmp_path / 'multirun'}"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **QUIET_TENSORFLOW})
     try:
         wait_for_training_runs(tmp_path, 2)
         process.send_signal(signal.SIGINT)
@@ -140,7 +150,8 @@ def test_an_interrupted_path_closes_its_multirun_and_exits_130(tmp_path):
         process.kill()
     assert process.returncode == 130 and "Traceback" not in stderr, stderr[-2000:]
     mlflow.set_tracking_uri(uri)
-    runs = mlflow.search_runs(experiment_names=["path_mnist_small"])
+    runs = mlflow.search_runs(experiment_names=[
+        presets.experiment_name("path_mnist_small", overrides)])
     assert len(runs) >= 3 and set(runs["status"]) <= {"FINISHED", "KILLED"}
     parent = runs[runs["tags.sweep"] == "parent"]
     assert list(parent["status"]) == ["KILLED"]
@@ -149,8 +160,26 @@ def test_an_interrupted_path_closes_its_multirun_and_exits_130(tmp_path):
 def test_run_and_tuned_take_only_path_presets(capsys):
     for step in ("run", "tuned"):
         with pytest.raises(SystemExit) as exit_:
-            path.main([step, "l2_vs_custom"])
+            dispatch(["path", step, "l2_vs_custom"])
         lines = capsys.readouterr().err.strip().splitlines()
         assert exit_.value.code == 2 and lines == [
             f"error: {step} l2_vs_custom: not a path preset; allowed are path_fashion, "
             "path_fashion_small, path_mnist, path_mnist_small"]
+
+
+def test_a_path_on_other_data_or_another_model_is_an_experiment_of_its_own():
+    """A path (and its verdict, tuned comparison and calibration) under overrides that change
+    the preset's data or model never lands under the preset's name, nor uses the grids the
+    preset pins for its own data."""
+    preset = "path_mnist_small"
+    assert presets.experiment_name(preset, ()) == preset
+    assert presets.experiment_name(preset, ("trainer=smoke", "seed=3")) == preset  # same data
+    synthetic = presets.experiment_name(preset, ("data=synthetic",))
+    smaller = presets.experiment_name(preset, ("model=mlp_small",))
+    fewer = presets.experiment_name(preset, ("data.limit=3000",))
+    assert synthetic.startswith(f"{preset}-synthetic-mlp_bn-")
+    assert smaller.startswith(f"{preset}-mnist-mlp_small-")
+    assert fewer.startswith(f"{preset}-mnist-mlp_bn-") and len({synthetic, smaller, fewer}) == 3
+    assert presets.experiment_name(preset, ("data=synthetic",)) == synthetic  # stable
+    assert preset in presets.PINNED_GRIDS and synthetic not in presets.PINNED_GRIDS
+    assert presets.default_options(synthetic) != presets.default_options(preset)

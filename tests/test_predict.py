@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from regbench import predict
+from regbench.cli.main import dispatch
+from regbench.run import predict
 
 
 def png_bytes(size=(28, 28)) -> bytes:
@@ -25,7 +26,7 @@ def test_broken_files_are_refused(tmp_path, capsys, content, reason):
     path = tmp_path / "image.png"
     path.write_bytes(content)
     with pytest.raises(SystemExit) as exit_:
-        predict.main(["some-run", str(path)])
+        dispatch(["predict", "some-run", str(path)])
     error = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and len(error) == 1
     assert error[0].startswith(f"error: image {path}: {reason}")
@@ -38,7 +39,7 @@ def test_images_above_the_decompression_bomb_limit_are_refused(tmp_path, capsys,
     path = tmp_path / "large.png"
     path.write_bytes(png_bytes((40, 40)))  # 1600 pixels
     with pytest.raises(SystemExit) as exit_:
-        predict.main(["some-run", str(path)])
+        dispatch(["predict", "some-run", str(path)])
     assert exit_.value.code == 2
     assert "too large to decode safely" in capsys.readouterr().err
 

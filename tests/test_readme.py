@@ -1,72 +1,104 @@
-"""README.md says what the project has and does: every measured figure comes from a file a
-project command wrote, the configuration table lists what conf/ and the schema hold, and the
-layout and docs name every module."""
+"""README.md and docs/ say what the project has and does: every measured figure comes from a
+file a project command wrote, the configuration table lists what conf/ and the schema hold, the
+architecture table names every module, and the README stays short."""
 
 import dataclasses
 import re
 
 import pytest
 
-from regbench import schema
+from regbench.cli.main import COMMANDS
+from regbench.config import schema
+from regbench.config.schema import group_options
 from regbench.locations import CONF_DIR, PROJECT_ROOT, config_groups
-from regbench.schema import group_options
 
-README = (PROJECT_ROOT / "README.md").read_text()
+README = "README.md"
 RESULTS = "bench/RESULTS.md"
-DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])")  # 0.9867, 1.45; not 3.11 in a version
+DOCUMENTS = (README, *sorted(f"docs/{p.name}" for p in (PROJECT_ROOT / "docs").glob("*.md")))
+MAX_README_LINES = 250
+DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])")  # 0.9867, 1.45; not 3.11.4 in a version
 MEASURE = re.compile(r"\b\d[\d,.]*\s?(?:min|minutes|hours?|ms|s|GiB|MiB|runs an hour|"
                      r"seconds|x)(?!\w)")
+# the sections whose figures are measured, per document (each names the files they come from);
+# every section of the results and the regularizer's page is
+MEASURED = {README: ("What it found", "A first study"),
+            "docs/performance.md": ("Performance",),
+            "docs/statistics.md": ("Decided verdicts: the sequential design",)}
+ALL_MEASURED = ("docs/results.md", "docs/regularizers.md")
 
 
-def sections(code_blocks: bool = False) -> dict[str, str]:
+def text_of(document: str) -> str:
+    return (PROJECT_ROOT / document).read_text()
+
+
+def sections(document: str = README, code_blocks: bool = False) -> dict[str, str]:
     """``## heading`` -> its text (subsections included), code blocks left out unless
     ``code_blocks``."""
-    text = README if code_blocks else re.sub(r"```.*?```", "", README, flags=re.S)
+    text = text_of(document)
+    text = text if code_blocks else re.sub(r"```.*?```", "", text, flags=re.S)
     parts = re.split(r"^## (.+)$", text, flags=re.M)
     return dict(zip(parts[1::2], parts[2::2], strict=True))
 
 
 def linked_files(text: str) -> list[str]:
-    return sorted(set(re.findall(r"\]\(((?:reports|bench)/[^)#]+)\)", text)))
+    return sorted(set(re.findall(r"\]\((?:\.\./)?((?:reports|bench)/[^)#]+)\)", text)))
 
 
-def backing(section: str, text: str) -> list[str]:
+def backing(document: str, text: str) -> list[str]:
     """The files a section's figures must come from: its linked reports, or RESULTS.md."""
-    return [RESULTS] if section == "Performance" else linked_files(text)
+    return [RESULTS] if document == "docs/performance.md" else linked_files(text)
 
 
-MEASURED = ("What the studies show", "Performance", "Decided verdicts: the sequential design",
-            "Test your own regularizer")
+def measured_sections() -> list[tuple[str, str]]:
+    return [*((document, section) for document, names in MEASURED.items() for section in names),
+            *((document, section) for document in ALL_MEASURED for section in sections(document))]
 
 
-@pytest.mark.parametrize("section", MEASURED)
-def test_every_figure_of_a_measured_section_is_in_a_file_it_names(section):
-    text = sections()[section]
-    files = backing(section, text)
-    assert files, f"{section} names no file its figures come from"
+@pytest.mark.parametrize(("document", "section"), measured_sections())
+def test_every_figure_of_a_measured_section_is_in_a_file_it_names(document, section):
+    text = sections(document)[section]
+    files = backing(document, text)
+    assert files, f"{document}: {section} names no file its figures come from"
     content = "\n".join((PROJECT_ROOT / name).read_text() for name in files)
     for figure in DECIMAL.findall(text):
-        assert figure in content, f"{figure} in '{section}' is in none of {files}"
+        assert figure in content, f"{figure} in {document}: '{section}' is in none of {files}"
 
 
-def test_no_other_section_quotes_a_measurement():
+@pytest.mark.parametrize("document", DOCUMENTS)
+def test_no_other_section_quotes_a_measurement(document):
     """Elsewhere a decimal is a setting, a constant or a version (it stands in conf/, src/,
     pyproject.toml or the Makefile), and no duration, memory size or rate is quoted."""
     code = "\n".join(p.read_text() for p in [
         *CONF_DIR.rglob("*.yaml"), *(PROJECT_ROOT / "src").rglob("*.py"),
         PROJECT_ROOT / "pyproject.toml", PROJECT_ROOT / "Makefile"])
-    for section, text in sections().items():
-        if section in MEASURED:
+    measured = {s for d, s in measured_sections() if d == document}
+    for section, text in sections(document).items():
+        if section in measured:
             continue
         for figure in DECIMAL.findall(text):
-            assert figure in code, f"{figure} in '{section}' is neither a setting nor measured"
-        assert not MEASURE.findall(text), f"'{section}' quotes {MEASURE.findall(text)}"
+            assert figure in code, f"{figure} in {document}: '{section}' is neither a setting " \
+                "nor measured"
+        assert not MEASURE.findall(text), f"{document}: '{section}' quotes " \
+            f"{MEASURE.findall(text)}"
+
+
+def test_the_readme_is_short_and_links_every_document():
+    readme = text_of(README)
+    assert len(readme.splitlines()) <= MAX_README_LINES
+    for document in DOCUMENTS[1:]:
+        assert f"]({document})" in readme, f"README does not link {document}"
+
+
+def test_the_readme_lists_every_command():
+    table = sections()["Commands"]
+    for name in COMMANDS:
+        assert f"`regbench {name}" in table, f"README's command table leaves out {name}"
 
 
 def configuration_rows() -> dict[str, str]:
     """The Configuration section's table rows: each name in the first cell (`a`, `b`) -> the
     row."""
-    text = sections()["Configuration"]
+    text = sections("docs/configuration.md")["Configuration"]
     return {name.strip().strip("`"): line for line in text.splitlines()
             if line.startswith("| `") for name in line.split("|")[1].split(",")}
 
@@ -95,18 +127,21 @@ def test_the_key_table_lists_every_key_with_its_allowed_values(node):
             assert f"`{value}`" in rows[key], f"{key}'s value {value} is not in its row"
 
 
-def test_every_module_is_in_the_layout_and_the_architecture_table():
-    modules = sorted(p.stem for p in (PROJECT_ROOT / "src" / "regbench").glob("*.py")
-                     if p.stem != "__init__")
+def test_every_module_is_in_the_architecture_table_and_every_package_in_the_layout():
+    package = PROJECT_ROOT / "src" / "regbench"
+    modules = sorted(".".join(p.relative_to(package).with_suffix("").parts)
+                     for p in package.rglob("*.py") if p.stem not in ("__init__", "__main__"))
     layout = sections(code_blocks=True)["Layout"]
-    architecture = (PROJECT_ROOT / "docs" / "architecture.md").read_text()
+    architecture = text_of("docs/architecture.md")
     table = "\n".join(line for line in architecture.splitlines() if line.startswith("| `"))
     for module in modules:
-        assert re.search(rf"\b{module}\b", layout), f"README's Layout leaves out {module}"
         assert f"`{module}`" in table, f"docs/architecture.md's table leaves out {module}"
+    for folder in (p for p in package.iterdir() if (p / "__init__.py").is_file()):
+        assert f"  {folder.name}/" in layout, f"README's Layout leaves out {folder.name}/"
 
 
 def test_arm_is_defined_where_it_is_first_used():
-    first = README.index(" arm")
-    definition = README.index("An *arm* is")
+    readme = text_of(README)
+    first = readme.index(" arm")
+    definition = readme.index("An *arm* is")
     assert definition < first + 400, "README uses 'arm' well before it says what one is"

@@ -7,12 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import PROJECT_ROOT, sqlite_uri
+from helpers import PROJECT_ROOT, run_command, sqlite_uri
 from helpers import compose as composed
-from regbench import query, record, registry
-from regbench.overrides import check_overrides
-from regbench.schema import ConfigError, group_options
-from regbench.tracking import config_hash
+from regbench import record
+from regbench.analysis import query
+from regbench.config import registry
+from regbench.config.overrides import check_overrides
+from regbench.config.schema import group_options
+from regbench.errors import ConfigError
+from regbench.run.tracking import config_hash
 
 EXAMPLE = PROJECT_ROOT / "examples" / "soft_orthogonal.py"
 
@@ -75,7 +78,7 @@ def test_the_example_computes_its_formula(plugin):
 
 
 def test_a_users_file_makes_an_option_that_trains_and_is_labelled(plugin, tmp_path):
-    from regbench.training import train_and_evaluate
+    from regbench.run.training import train_and_evaluate
 
     plugin(EXAMPLE)
     overrides = ["regularizer=soft_orthogonal", "regularizer.weight=1e-3", "data=synthetic",
@@ -89,7 +92,7 @@ def test_a_users_file_makes_an_option_that_trains_and_is_labelled(plugin, tmp_pa
 GOOD_CLASS = """
     import keras
     from keras import ops
-    from regbench.registry import regularizer
+    from regbench.config.registry import regularizer
 
     class Mine(keras.regularizers.Regularizer):
         def __init__(self, weight=0.1):
@@ -158,7 +161,7 @@ def test_a_file_that_does_not_import_is_named_with_its_errors_last_line(plugin):
 def test_the_command_refuses_a_bad_class_before_anything_exists(plugin, tmp_path, monkeypatch,
                                                                   capsys):
     """exit 2, one line, no store, no output folder: the check runs before Hydra."""
-    from regbench import train as train_command
+    from regbench.cli import train as train_command
 
     plugin(textwrap.dedent(GOOD_CLASS) + "Mine.get_config = lambda self: {}\n"
            "regularizer('mine')(Mine)\n")
@@ -166,7 +169,7 @@ def test_the_command_refuses_a_bad_class_before_anything_exists(plugin, tmp_path
     work.mkdir()
     monkeypatch.chdir(work)
     for multirun in ([], ["-m"]):
-        monkeypatch.setattr("sys.argv", ["regbench.train", *multirun, "regularizer=mine",
+        monkeypatch.setattr("sys.argv", ["regbench", *multirun, "regularizer=mine",
                                          "regularizer.weight=0.3,0.4" if multirun else
                                          "regularizer.weight=0.3", "data=synthetic",
                                          f"mlflow.tracking_uri={sqlite_uri(work)}"])
@@ -197,7 +200,7 @@ def test_an_installed_packages_entry_point_registers_its_options(plugin, tmp_pat
     packaged = config_hash(composed("regularizer=theirs"))
     # the same code from a file of another name: the same option, config hash and code
     # identity, so its runs are one arm however the class was loaded
-    from regbench import identity
+    from regbench.run import identity
 
     code = identity.of_option("theirs")
     monkeypatch.setattr(registry, "entry_points", lambda group: [])
@@ -213,3 +216,53 @@ def test_an_installed_packages_entry_point_registers_its_options(plugin, tmp_pat
     with pytest.raises(ConfigError, match=r"^entry point broken \(broken_package:Thing\) of "
                        r"group regbench.regularizers: does not import: ImportError: no module"):
         check_overrides(["regularizer=l2"])
+
+
+BAD_PLUGINS = {
+    "exits": ("import sys\nsys.exit(0)\n", "does not import: SystemExit: 0"),
+    "raises": ("raise RuntimeError('broken\\nat its last line')\n",
+               "does not import: RuntimeError: at its last line"),
+    "hangs": ("import time\ntime.sleep(600)\n", "still importing after 1 s, given up"),
+}
+COMMANDS_THAT_LOAD = {
+    "train": ["train", "regularizer=l2", "data=synthetic", "trainer=smoke"],
+    "sweep": ["sweep", "regularizer=l2", "seed=0,1", "data=synthetic", "trainer=smoke"],
+    "cfg job": ["train", "--cfg", "job", "regularizer=l2"],
+    "verdict": ["verdict", "mine", "data=synthetic"],
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS_THAT_LOAD)
+@pytest.mark.parametrize("kind", BAD_PLUGINS)
+def test_a_plugin_that_exits_raises_or_hangs_at_import_is_one_line_and_exit_2(
+        plugin, monkeypatch, capsys, tmp_path, kind, command):
+    from regbench.cli.main import dispatch
+
+    source, expected = BAD_PLUGINS[kind]
+    path = plugin(source, name=f"{kind}.py")
+    monkeypatch.setenv(registry.PLUGIN_TIMEOUT_ENV, "1")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        dispatch([*COMMANDS_THAT_LOAD[command], f"mlflow.tracking_uri={sqlite_uri(tmp_path)}"])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert exited.value.code == 2
+    assert error == [f"error: {registry.PLUGINS_ENV}={path}: {expected}" + (
+        f" ({registry.PLUGIN_TIMEOUT_ENV} sets the limit)" if kind == "hangs" else "")], error
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "multirun").exists()
+
+
+def test_a_plugin_still_importing_is_named_before_the_limit(plugin, monkeypatch, capsys):
+    plugin("import time\ntime.sleep(0.5)\n", name="slow.py")
+    monkeypatch.setattr(registry, "ANNOUNCE_AFTER", 0.1)
+    registry.load()
+    assert capsys.readouterr().err.startswith("importing plugin REGBENCH_PLUGINS=")
+
+
+def test_an_exiting_plugin_cannot_make_a_command_report_success(tmp_path):
+    """The case as a user meets it: the command exits 2 with one line, nothing is created."""
+    (tmp_path / "exits.py").write_text("import sys; sys.exit(0)\n")
+    result = run_command("sweep", "regularizer=l2", "seed=0,1", cwd=tmp_path,
+                         env={registry.PLUGINS_ENV: str(tmp_path / "exits.py")})
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].endswith("does not import: SystemExit: 0")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exits.py"]

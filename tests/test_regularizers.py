@@ -4,15 +4,15 @@ import pytest
 import tensorflow as tf
 
 from helpers import compose
-from regbench import registry
-from regbench.models import build_mlp, compile_classifier
-from regbench.regularizers import (
+from regbench.config import registry
+from regbench.config.schema import group_options
+from regbench.run.models import build_mlp, compile_classifier
+from regbench.run.regularizers import (
     ElasticNet,
     RedundancyRegularizer,
     redundancy_penalty,
     redundancy_penalty_naive,
 )
-from regbench.schema import group_options
 
 SHAPES = [(3, 4), (64, 32), (10, 300), (784, 1024), (1024, 512), (512, 256)]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import PROJECT_ROOT, api, free_port, require_tool, run_module, wait_until_up
+from helpers import PROJECT_ROOT, api, free_port, require_tool, run_command, wait_until_up
 
 HAVE_POSTGRES = any(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
 
@@ -32,7 +32,7 @@ def server():
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
-        # make exits at once; regbench.server then stops PostgreSQL, which may take a moment
+        # make exits at once; regbench.cli.server then stops PostgreSQL, which may take a moment
         pid_file = folder / "pgdata" / "postmaster.pid"
         deadline = time.monotonic() + 60
         while pid_file.exists() and time.monotonic() < deadline:
@@ -41,9 +41,10 @@ def server():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.long
 def test_a_sweep_logs_to_the_server_and_reads_back_over_http(server, tmp_path):
-    result = run_module(
-        "regbench.train", "-m", "data=synthetic", "trainer=smoke", "model=mlp_small", "seed=0,1",
+    result = run_command(
+        "train", "-m", "data=synthetic", "trainer=smoke", "model=mlp_small", "seed=0,1",
         f"hydra.sweep.dir={tmp_path / 'multirun'}", cwd=tmp_path,
         env={"MLFLOW_TRACKING_URI": server})
     assert result.returncode == 0, result.stderr[-3000:]

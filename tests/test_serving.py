@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from helpers import PROJECT_ROOT, free_port, runs, sqlite_uri, train, wait_until_up
-from regbench.data import load_mnist
+from regbench.run.data import load_mnist
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,10 @@
-"""regbench.stats against scipy, hand-worked examples and a coverage simulation."""
+"""regbench.analysis.stats against scipy, hand-worked examples and a coverage simulation."""
 
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from regbench import stats
+from regbench.analysis import stats
 
 A = np.array([0.9712, 0.9745, 0.9690, 0.9733, 0.9701, 0.9758])
 R = np.array([0.9705, 0.9731, 0.9688, 0.9718, 0.9690, 0.9743])

@@ -5,9 +5,11 @@ import sys
 
 import mlflow
 import numpy as np
+import pytest
 
-from helpers import PROJECT_ROOT, record_run, run_module, sqlite_uri
-from regbench import sequential, study
+from helpers import PROJECT_ROOT, record_run, sqlite_uri
+from regbench.cli.main import dispatch
+from regbench.design import sequential, study
 
 # per seed: l2 varies, custom is 0.01 more accurate and 0.02 worse in data loss (with a little
 # noise), none is l2 to the bit: decided at 8 seeds (the sign flips' floor forbids it at 5)
@@ -49,11 +51,12 @@ def commands(uri):
     return for_seeds
 
 
+@pytest.mark.long
 def test_a_study_grows_until_every_comparison_is_decided_and_resumes(tmp_path, capsys):
     uri = sqlite_uri(tmp_path)
     (tmp_path / "mlruns").mkdir()
     arguments = (commands(uri), "grown", "l2", sequential.Schedule(5, 3, 11), 0,
-                 tmp_path / "report", "python -m regbench.study test", uri)
+                 tmp_path / "report", "regbench study test", uri)
     assert study.grow(*arguments) == 0
     captured = capsys.readouterr()
     assert "| not yet: the study goes on |" not in (tmp_path / "report" / "sequential.md"
@@ -70,7 +73,7 @@ def test_a_study_grows_until_every_comparison_is_decided_and_resumes(tmp_path, c
     assert seeds_of["none"] == list(range(5))  # decided at the first look: not trained on
     assert seeds_of["l2-0.0001"] == seeds_of["custom-0.0001"] == list(range(8))
     text = (tmp_path / "report" / "sequential.md").read_text()
-    assert text.startswith("Written by `python -m regbench.study test` at commit ")
+    assert text.startswith("Written by `regbench study test` at commit ")
     rows = {tuple(line.split(" | ")[:2]): line for line in text.splitlines()
             if line.startswith("| ")}
     accuracy, loss = rows["| custom-0.0001", "test accuracy"], rows["| custom-0.0001",
@@ -91,7 +94,7 @@ def test_a_study_grows_until_every_comparison_is_decided_and_resumes(tmp_path, c
 
 
 def test_the_command_trains_the_preset_on_each_look_s_seeds(tmp_path, monkeypatch, capsys):
-    """``python -m regbench.study`` in-process: each round is one multirun of the preset on the
+    """``regbench study`` in-process: each round is one multirun of the preset on the
     look's seeds into the experiment (recorded here instead of trained), then the reports."""
     uri = sqlite_uri(tmp_path)
     (tmp_path / "mlruns").mkdir()
@@ -104,11 +107,11 @@ def test_the_command_trains_the_preset_on_each_look_s_seeds(tmp_path, monkeypatc
         record_round(uri, "grown", [int(s) for s in values["seed"]], values.get("regularizer"))
         return 0
 
-    monkeypatch.setattr(study.cli, "run_commands", record_instead_of_training)
-    assert study.main(["l2_vs_custom", "--experiment", "grown", "--first", "2", "--step", "1",
-                       "--max-seeds", "3", "--tracking-uri", uri, "--out",
-                       str(tmp_path / "report"), "trainer.epochs=3"]) == 0
-    assert [command[3:] for command in launched] == [
+    monkeypatch.setattr(study.processes, "run_commands", record_instead_of_training)
+    assert dispatch(["study", "l2_vs_custom", "--experiment", "grown", "--first", "2",
+                     "--step", "1", "--max-seeds", "3", "--tracking-uri", uri, "--out",
+                     str(tmp_path / "report"), "trainer.epochs=3"]) == 0
+    assert [command[4:] for command in launched] == [
         ["-m", "experiment=l2_vs_custom", "mlflow.experiment_name=grown", f"seed={seeds}",
          *only, "trainer.epochs=3", f"mlflow.tracking_uri={uri}"]
         for seeds, only in (("0,1", []), ("0,1,2", ["regularizer=custom,l2"]))]  # none: decided
@@ -127,16 +130,33 @@ def test_an_interrupted_study_leaves_a_report_of_where_it_got_to(tmp_path):
         return commands(uri)(seeds, regularizers)
 
     code = study.grow(first_round_then_ctrl_c, "grown", "l2", sequential.Schedule(5, 3, 11), 0,
-                      tmp_path / "report", "python -m regbench.study test", uri)
+                      tmp_path / "report", "regbench study test", uri)
     assert code == 130
     text = (tmp_path / "report" / "sequential.md").read_text()
     assert "| not yet: the study goes on |" in text and "equivalent (identical)" in text
 
 
-def test_a_bad_schedule_is_one_line():
-    result = run_module("regbench.study", "l2_vs_custom", "--experiment", "x", "--first", "1",
-                        cwd=PROJECT_ROOT)
-    assert result.returncode == 2 and result.stderr.strip().startswith("error: schedule: need")
+@pytest.mark.parametrize("arguments, message", [
+    (["l2_vs_custom", "--experiment", "x", "--first", "1"], "schedule: need"),
+    (["l2_vs_custom", "--experiment", "x", "--max-seeds", "2000"],
+     "schedule: max_seeds (2000) is above the limit of 200 seeds per arm"),
+    (["nope", "--experiment", "x"], "experiment=nope: unknown option; allowed are"),
+    (["l2_vs_custom", "--experiment", "x", "--start", "-5"], "seed=-5: "),
+    (["l2_vs_custom", "--experiment", ""], "mlflow.experiment_name="),
+    (["l2_vs_custom", "--experiment", "x", "trainer.epochs=0"], "trainer.epochs=0: must be"),
+    (["l2_vs_custom", "--experiment", "x", "--reference", "l1"],
+     "--reference l1: not an arm of l2_vs_custom; allowed are custom, l2, none"),
+])
+def test_a_study_refuses_bad_input_in_one_line_before_anything(arguments, message, capsys,
+                                                               tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        dispatch(["study", *arguments, "--out", str(tmp_path / "report"),
+                  f"mlflow.tracking_uri={sqlite_uri(tmp_path)}"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith(f"error: {message}"), lines
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_compute_line_counts_the_runs_of_an_arm_with_a_failed_seed(tmp_path, monkeypatch):
@@ -154,10 +174,10 @@ def test_the_compute_line_counts_the_runs_of_an_arm_with_a_failed_seed(tmp_path,
         mlflow.MlflowClient().set_terminated(failed["run_id"].iloc[0], "FAILED")
         return 0
 
-    monkeypatch.setattr(study.cli, "run_commands", record_then_fail_one)
+    monkeypatch.setattr(study.processes, "run_commands", record_then_fail_one)
     assert study.grow(lambda seeds, regularizers: [[*([] if regularizers is None else [
         f"regularizer={','.join(regularizers)}"]), str(len(seeds))]], "grown", "l2",
-        sequential.Schedule(5, 3, 8), 0, tmp_path / "report", "python -m regbench.study test",
+        sequential.Schedule(5, 3, 8), 0, tmp_path / "report", "regbench study test",
         uri) == 0
     text = (tmp_path / "report" / "sequential.md").read_text()
     assert "| custom-0.0001 | test accuracy | 5, 8 | 7 |" in text

@@ -14,17 +14,17 @@ import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from helpers import free_port, run_module, sqlite_uri, wait_for_training_runs
+from helpers import free_port, run_command, sqlite_uri, wait_for_training_runs
 from regbench import record
-from regbench.sweep import every_job_finished, job_threads, still_to_train
-from regbench.tracking import process_alive
+from regbench.design.sweep import every_job_finished, job_threads, still_to_train
+from regbench.run.tracking import process_alive
 
 SMOKE = ("data=synthetic", "trainer=smoke", "model=mlp_small")
 
 
 def sweep(store, *overrides, exit_code=0):
-    result = run_module(
-        "regbench.train", "-m", f"mlflow.tracking_uri={sqlite_uri(store)}",
+    result = run_command(
+        "train", "-m", f"mlflow.tracking_uri={sqlite_uri(store)}",
         f"hydra.sweep.dir={store / 'multirun'}", *SMOKE, *overrides, cwd=store)
     assert result.returncode == exit_code, result.stderr[-3000:]
     mlflow.set_tracking_uri(sqlite_uri(store))
@@ -37,6 +37,7 @@ def sweep(store, *overrides, exit_code=0):
     return parent, children
 
 
+@pytest.mark.long
 def test_six_parallel_jobs_on_sqlite_all_finish_complete(tmp_path):
     parent, children = sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=6",
                              "regularizer=none,l2,custom", "seed=0,1")
@@ -54,6 +55,7 @@ def test_six_parallel_jobs_on_sqlite_all_finish_complete(tmp_path):
     assert len({int(pid) for pid in children["tags.pid"]}) > 1  # really in parallel processes
 
 
+@pytest.mark.long
 def test_a_failed_job_fails_its_run_and_not_the_sweep(tmp_path):
     parent, children = sweep(tmp_path, "model.input_dim=784,100", "seed=0,1", exit_code=1)
     statuses = sorted(children["status"])
@@ -65,6 +67,7 @@ def test_a_failed_job_fails_its_run_and_not_the_sweep(tmp_path):
     assert parent["tags.host"] and parent["tags.pid"].isdigit()
 
 
+@pytest.mark.long
 def test_a_job_that_fails_before_its_run_exists_is_counted_and_fails_the_sweep(tmp_path):
     broken = tmp_path / "broken-data"
     broken.mkdir()
@@ -80,9 +83,10 @@ def _store_runs(store):
     return mlflow.search_runs(experiment_names=["regbench"])
 
 
+@pytest.mark.long
 def test_two_sweeps_started_together_stay_apart(tmp_path):
     processes = [subprocess.Popen(
-        [sys.executable, "-m", "regbench.train", "-m", *SMOKE, f"seed={a},{b}",
+        [sys.executable, "-m", "regbench", "train", "-m", *SMOKE, f"seed={a},{b}",
          f"mlflow.tracking_uri={sqlite_uri(tmp_path)}"], cwd=tmp_path, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True) for a, b in ((0, 1), (2, 3))]
     outputs = [process.communicate(timeout=300) for process in processes]
@@ -96,6 +100,7 @@ def test_two_sweeps_started_together_stay_apart(tmp_path):
         assert children["tags.seed"].nunique() == 2
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("launcher, signum", [
     ((), signal.SIGINT), (("hydra/launcher=joblib", "hydra.launcher.n_jobs=2"), signal.SIGTERM)],
     ids=["basic-ctrl-c", "joblib-sigterm"])
@@ -103,7 +108,7 @@ def test_an_interrupted_sweep_ends_killed_and_leaves_nothing_running(tmp_path, l
     long_jobs = ("data.n_train=30000", "trainer.epochs=1000",
                  "trainer.early_stopping_patience=1000")
     process = subprocess.Popen(
-        [sys.executable, "-m", "regbench.train", "-m", *SMOKE, *long_jobs, *launcher,
+        [sys.executable, "-m", "regbench", "train", "-m", *SMOKE, *long_jobs, *launcher,
          "seed=0,1",
          f"mlflow.tracking_uri={sqlite_uri(tmp_path)}", f"hydra.sweep.dir={tmp_path / 'm'}"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -125,6 +130,7 @@ def test_an_interrupted_sweep_ends_killed_and_leaves_nothing_running(tmp_path, l
     assert not any(process_alive(pid) for pid in pids)
 
 
+@pytest.mark.long
 def test_the_optuna_search_over_the_custom_weight(tmp_path):
     parent, children = sweep(tmp_path, "hparams_search=custom_weight",
                              "hydra.sweeper.n_trials=3")
@@ -142,6 +148,7 @@ def test_job_threads_share_the_cores(monkeypatch, n_jobs, cores, expected):
     assert job_threads(launcher) == expected
 
 
+@pytest.mark.long
 def test_a_sweep_on_a_ray_cluster(tmp_path, monkeypatch):
     """`ray start --head` on loopback, then the same grid with hydra/launcher=ray_cluster."""
     ray = str(Path(sys.executable).with_name("ray"))
@@ -163,7 +170,9 @@ def test_an_interrupt_that_became_another_error_still_ends_the_sweep_killed(monk
     landed in OmegaConf while Hydra's launcher composed the third job's config, OmegaConf's
     clean-up failed on the half-set list (AttributeError), and Hydra printed that error and
     exited 1; the sweep closed its parent FINISHED and exited 1."""
-    from regbench import cli, sweep, train
+    from regbench import processes
+    from regbench.cli import train
+    from regbench.design import sweep
 
     def multirun_whose_interrupt_became_an_error():
         try:
@@ -175,14 +184,14 @@ def test_an_interrupt_that_became_another_error_still_ends_the_sweep_killed(monk
     monkeypatch.setattr(train, "hydra_entry", multirun_whose_interrupt_became_an_error)
     monkeypatch.setattr(sweep, "ACTIVE", sweep.SweepState(run_id="parent"))
     monkeypatch.setattr(sweep, "close_parent", lambda interrupted: closed.append(interrupted))
-    previous = {signum: signal.getsignal(signum) for signum in cli.INTERRUPTS}
+    previous = {signum: signal.getsignal(signum) for signum in processes.INTERRUPTS}
     try:
         with pytest.raises(SystemExit) as stop:
             train._run_sweep()
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    assert stop.value.code == cli.EXIT_INTERRUPTED and closed == [True]
+    assert stop.value.code == processes.EXIT_INTERRUPTED and closed == [True]
 
 
 def _finished_runs(store):
@@ -192,8 +201,9 @@ def _finished_runs(store):
                                   "'config_hash')").fetchone()[0]
 
 
+@pytest.mark.long
 def test_an_interrupted_study_resumes_and_grows_without_running_anything_twice(tmp_path):
-    study = [sys.executable, "-m", "regbench.train", "-m", *SMOKE, "data.n_train=6000",
+    study = [sys.executable, "-m", "regbench", "train", "-m", *SMOKE, "data.n_train=6000",
              f"mlflow.tracking_uri={sqlite_uri(tmp_path)}"]
     process = subprocess.Popen([*study, "seed=0,1,2,3"], cwd=tmp_path, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
@@ -209,26 +219,26 @@ def test_an_interrupted_study_resumes_and_grows_without_running_anything_twice(t
     finally:
         process.kill()
     assert process.returncode == 130, stderr[-3000:]
-    again = run_module("regbench.train", *study[3:], "seed=0,1,2,3", cwd=tmp_path)
+    again = run_command("train", *study[4:], "seed=0,1,2,3", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
     assert re.search(r"skipped [23] of 4 jobs: already finished", again.stderr)
     assert "[4/4 jobs]" in again.stderr and "min elapsed" in again.stderr
-    finished = [*study[3:], "seed=0,1,2,3"]  # composed here, hashed as the jobs hash
+    finished = [*study[4:], "seed=0,1,2,3"]  # composed here, hashed as the jobs hash
     assert every_job_finished(finished)
     assert not every_job_finished([*finished, "seed=0,1,2,3,4"])  # seed 4: not yet
     assert not every_job_finished([*finished, "rerun=true"])
     assert not every_job_finished([*finished, "trainer.epochs=2"])  # another config
-    train, other = [sys.executable, "-m", "regbench.train"], [sys.executable, "-c", "pass"]
+    train, other = [sys.executable, "-m", "regbench", "train"], [sys.executable, "-c", "pass"]
     assert still_to_train([[*train, *finished], other, [*train, *finished, "seed=0,1,2,3,4"]]) == [
         other, [*train, *finished, "seed=0,1,2,3,4"]]  # a look starts what trains
 
-    grown = run_module("regbench.train", *study[3:], "seed=0,1,2,3,4", cwd=tmp_path)
+    grown = run_command("train", *study[4:], "seed=0,1,2,3,4", cwd=tmp_path)
     assert "1 of 1 jobs run finished; skipped 4 of 5 jobs" in grown.stderr, grown.stderr[-2000:]
     runs = _store_runs(tmp_path)
     children = runs[runs["tags.sweep"] != "parent"]
     finished = children[children["status"] == "FINISHED"]
     assert sorted(finished["tags.seed"]) == ["0", "1", "2", "3", "4"]  # each once
     assert set(children["status"]) <= {"FINISHED", "KILLED"}
-    forced = run_module("regbench.train", *study[3:], "seed=4", "rerun=true", cwd=tmp_path)
+    forced = run_command("train", *study[4:], "seed=4", "rerun=true", cwd=tmp_path)
     assert forced.returncode == 0 and "already has FINISHED run" not in forced.stderr
     assert (_store_runs(tmp_path)["tags.seed"] == "4").sum() == 2

@@ -1,6 +1,9 @@
 """The run record contract (regbench.record), checked on real runs on synthetic data."""
 
+import os
+import re
 import subprocess
+import sys
 
 import mlflow
 import numpy as np
@@ -10,9 +13,10 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from helpers import compose, runs, sqlite_uri, train
-from regbench import data, record
-from regbench.tracking import flatten
-from regbench.training import train_and_evaluate
+from regbench import record
+from regbench.run import data
+from regbench.run.tracking import flatten
+from regbench.run.training import train_and_evaluate
 
 
 def the_run(store, regularizer):
@@ -71,7 +75,7 @@ def test_training_is_callable_in_process_and_returns_what_it_recorded(tmp_path):
 
 
 def test_the_logged_model_reproduces_the_logged_test_accuracy(smoke_store):
-    import regbench.models  # noqa: F401  (registers the custom Keras classes)
+    import regbench.run.models  # noqa: F401  (registers the custom Keras classes)
 
     run = the_run(smoke_store, "custom")
     model = mlflow.keras.load_model(f"runs:/{run.run_id}/model")
@@ -125,7 +129,7 @@ def test_training_on_real_mnist(tmp_path):
 
 
 def test_the_commit_is_dirty_for_changed_code_not_for_rewritten_reports(tmp_path):
-    from regbench.tracking import git_commit
+    from regbench.run.tracking import git_commit
 
     def git(*args):
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
@@ -143,3 +147,20 @@ def test_the_commit_is_dirty_for_changed_code_not_for_rewritten_reports(tmp_path
     assert git_commit(tmp_path, tmp_path / "reports") == clean
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_commit(tmp_path, tmp_path / "reports") == clean + "-dirty"
+
+
+def test_a_quiet_run_prints_only_regbench_s_own_line(tmp_path):
+    """What a user's terminal shows for a run on a new store, with TensorFlow's environment as
+    a user has it: no TensorFlow C++ or oneDNN lines, no Keras progress bar, no MLflow lines
+    about creating the store; only the run's result."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TF_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "regbench", "train", "data=synthetic", "trainer=smoke",
+         "model=mlp_small", f"mlflow.tracking_uri={sqlite_uri(tmp_path)}",
+         f"hydra.run.dir={tmp_path / 'out'}"], cwd=tmp_path, capture_output=True, text=True,
+        env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1 and re.fullmatch(
+        r"l2-0\.0001-mlp_small-synthetic-s0: test accuracy \d\.\d{4}, test data loss "
+        r"\d+\.\d{4}, test total loss \d+\.\d{4}", lines[0]), lines

@@ -65,7 +65,8 @@ def test_a_browser_sees_the_runs_on_the_experiment_runs_page(ui, tmp_path):
 def test_compare_over_rest_reads_what_it_reads_from_the_store_itself(ui, smoke_store, tmp_path):
     """Against a tracking server the curves are read run by run over REST; from the SQLite
     store in one SQL read: the report is the same (all but its first line, the command)."""
-    from regbench import compare, query
+    from regbench.analysis import query
+    from regbench.cli import compare
 
     reports = {}
     for name, uri in (("rest", ui), ("sql", sqlite_uri(smoke_store))):

@@ -1,17 +1,33 @@
-"""Where regbench keeps its files: every path absolute, none depending on the working directory.
+"""Where regbench keeps its files: every path absolute, none depending on the working directory
+unless regbench is installed outside a checkout.
 
-The project root is the folder that holds ``conf/``, ``src/`` and ``mlruns/`` (the package is
-installed editable with ``pip install -e .``); ``REGBENCH_HOME`` overrides it.
+The configs (``conf/``) are package data, found with ``importlib.resources``. The project root,
+which holds ``data/``, ``mlruns/`` and ``reports/``, is ``$REGBENCH_HOME`` when set; else the
+checkout the package was installed from editable (the folder above ``src/`` that holds
+``pyproject.toml``); else, for a package installed into site-packages, the current directory.
 """
 
 import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.resources import files
 from pathlib import Path
 
-PROJECT_ROOT = Path(os.environ.get("REGBENCH_HOME", Path(__file__).resolve().parents[2]))
-CONF_DIR = PROJECT_ROOT / "conf"
+PACKAGE_DIR = Path(str(files("regbench")))
+CONF_DIR = PACKAGE_DIR / "conf"
+
+
+def _project_root() -> Path:
+    if home := os.environ.get("REGBENCH_HOME"):
+        return Path(home).absolute()
+    checkout = PACKAGE_DIR.parents[1]
+    if PACKAGE_DIR.parent.name == "src" and (checkout / "pyproject.toml").is_file():
+        return checkout
+    return Path.cwd()
+
+
+PROJECT_ROOT = _project_root()
 DATA_DIR = PROJECT_ROOT / "data"
 MLRUNS_DIR = PROJECT_ROOT / "mlruns"
 REPORTS_DIR = PROJECT_ROOT / "reports"

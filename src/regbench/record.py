@@ -27,7 +27,6 @@ STATUSES = (FINISHED, FAILED, KILLED, RUNNING)
 # params read back by name (all params are the flattened config)
 PARAM_REGULARIZER = "regularizer.name"
 PARAM_SEED = "seed"
-PARAM_MODEL = "model.name"
 OPTIMIZER_PARAM_PREFIX = "optimizer_"
 
 # tags of a training run
@@ -50,7 +49,7 @@ def result_neutral_keys(params: Mapping[str, str]) -> set[str]:
     return set(RESULT_NEUTRAL_KEYS) | unused
 
 
-# the code that trained a run (regbench.identity): its identity, the three parts it is made of,
+# the code that trained a run (regbench.run.identity): its identity, the three parts it is made of,
 # and where the regularizer's code came from (builtin, a plugin file, an installed distribution)
 TAG_CODE_IDENTITY, TAG_CODE_REGULARIZER = "code_identity", "code_regularizer"
 TAG_CODE_TRAINING, TAG_CODE_VERSIONS = "code_training", "code_versions"
@@ -65,7 +64,7 @@ TAG_KILLED_BY = "killed_by"  # closed by ``regbench-runs --stale --mark-killed``
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 
-# a strength grid's calibration probe, logged in the path's experiment (regbench.calibrate):
+# a strength grid's calibration probe, logged in the path's experiment (regbench.design.calibrate):
 # the tag holds the option probed; such a run trains nothing a comparison reads. Its key is the
 # hash of the config it probes, under a tag of its own: TAG_CONFIG_HASH says a run trained that
 # config, and a job of it finding the probe would skip its training

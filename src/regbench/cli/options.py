@@ -1,0 +1,86 @@
+"""The options the study commands share (path tuned, study, verdict): the rounds of seeds, what
+a resumed command does with runs of other code, the store, and the Hydra overrides of every
+job."""
+
+from __future__ import annotations
+
+import argparse
+
+from omegaconf import DictConfig
+
+from regbench.cli import common
+from regbench.config import registry
+from regbench.config.overrides import composed_jobs
+from regbench.design import presets, sequential
+from regbench.errors import ConfigError
+
+
+def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
+    """--first, --step, --max-seeds: the rounds of seeds (``sequential.Schedule``)."""
+    parser.add_argument("--first", type=int, default=sequential.FIRST_ROUND,
+                        help="seeds per arm at the first look")
+    parser.add_argument("--step", type=int, default=sequential.ROUND, dest="seeds_per_round",
+                        help="seeds per arm added at each later look")
+    parser.add_argument("--max-seeds", type=int, default=sequential.MAX_SEEDS,
+                        help="the budget: seeds per arm at the last look")
+
+
+def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """--reuse-stale, --tracking-uri and the Hydra overrides of every job."""
+    parser.add_argument("--reuse-stale", action="store_true",
+                        help="reuse and analyse FINISHED runs trained by other code (another "
+                        "code identity, or none recorded) instead of training them again; the "
+                        "report names each identity")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="default: $MLFLOW_TRACKING_URI, else the project's SQLite store")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
+
+
+def job_overrides(args: argparse.Namespace) -> tuple[str, ...]:
+    """The Hydra overrides of every job of ``add_job_arguments``' options: the command line's,
+    ``reuse_stale=true`` and the store."""
+    return (*args.overrides, *(["reuse_stale=true"] if args.reuse_stale else []),
+            *store_override(args.tracking_uri))
+
+
+def store_override(tracking_uri: str | None) -> list[str]:
+    """The Hydra override that sends a job to ``--tracking-uri``'s store (none without one)."""
+    return [f"mlflow.tracking_uri={tracking_uri}"] if tracking_uri else []
+
+
+def schedule_from(args: argparse.Namespace) -> sequential.Schedule:
+    """The schedule of ``add_schedule_arguments``' options; a bad one is one line, exit 2."""
+    try:
+        return sequential.Schedule(args.first, args.seeds_per_round, args.max_seeds)
+    except ValueError as error:
+        common.fail(str(error))
+
+
+def options_list(text: str) -> list[str]:
+    """``--regularizers a,b``: registered options with a penalty (argparse type)."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    for name in names:
+        try:
+            option = registry.get(name)
+        except ConfigError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        if option.target is None:
+            raise argparse.ArgumentTypeError(f"{name}: the control arm, which every path trains")
+    return names
+
+
+def composed_or_exit(*arguments: str) -> list[DictConfig]:
+    """Every job ``regbench train ARGUMENTS`` would run, composed and validated before a study
+    trains anything or makes a folder (``overrides.composed_jobs``); a bad override, option or
+    value is one line, exit 2."""
+    try:
+        return composed_jobs(list(arguments))[0]
+    except ConfigError as error:
+        common.fail(str(error))
+
+
+def experiment_or_exit(preset: str, extra: tuple[str, ...]) -> str:
+    """The experiment of a path of ``preset`` under ``extra`` (``presets.experiment_name``),
+    the overrides checked first (``composed_or_exit``)."""
+    composed_or_exit(f"experiment={preset}", *extra)
+    return presets.experiment_name(preset, extra)

@@ -1,0 +1,118 @@
+"""``regbench verdict OPTION [--preset PRESET]`` (``make verdict``): one regularizer, from a
+registered class to a verdict, in one command (``regbench.design.verdict``): calibrate, path,
+select on validation, fresh seeds against none and L2 in rounds, report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from regbench.cli import common, options
+from regbench.locations import REPORTS_DIR, unwritable_folder
+
+with common.collector_paused():
+    import pandas as pd
+
+    from regbench import processes
+    from regbench.analysis import report
+    from regbench.analysis.publish import log_report
+    from regbench.config import registry
+    from regbench.design import path, presets, verdict
+    from regbench.design import study as rounds
+    from regbench.errors import CompareError, ConfigError, StoreError
+    from regbench.run import store
+    from regbench.run.tracking import git_commit
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = common.ArgumentParser(prog="regbench verdict",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("option", help="a registered regularizer (REGBENCH_PLUGINS names "
+                        "the file that registers yours; make verdict plugin=FILE sets it)")
+    parser.add_argument("--preset", default=verdict.DEFAULT_PRESET,
+                        help=f"a strength-path preset (default {verdict.DEFAULT_PRESET})")
+    parser.add_argument("--rule", choices=presets.RULES, default="best",
+                        help="how the strengths are chosen on validation")
+    options.add_schedule_arguments(parser)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: reports/<option>-<preset>")
+    options.add_job_arguments(parser)
+    return parser
+
+
+def checked_option(args: argparse.Namespace) -> registry.Option:
+    """The option to judge, on a path preset, with a report folder that can be written; else
+    one line and exit 2."""
+    try:
+        option = registry.get(args.option)
+    except ConfigError as error:
+        common.fail(str(error))
+    if option.target is None or option.name == verdict.BASELINE:
+        common.fail(f"{args.option}: the verdict compares an option with {presets.CONTROL} and "
+                    f"{verdict.BASELINE}; choose another")
+    allowed = presets.path_presets()
+    if args.preset not in allowed:
+        common.fail(f"--preset {args.preset}: not a path preset; allowed are "
+                    f"{', '.join(allowed)}")
+    return option
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_intermixed_args(argv)
+    started = time.time()
+    schedule = options.schedule_from(args)
+    option = checked_option(args)
+    extra = options.job_overrides(args)
+    experiment = options.experiment_or_exit(args.preset, extra)
+    out = args.out or REPORTS_DIR / f"{option.name}-{experiment}"
+    if reason := unwritable_folder(out):
+        common.fail(f"--out {out}: cannot be created, {reason}")
+    shown = (option.name, verdict.BASELINE)
+    for name in (*shown, presets.CONTROL):
+        options.composed_or_exit(f"experiment={args.preset}", f"regularizer={name}", *extra)
+    try:
+        grids, _ = path.grids(args.preset, list(shown), extra, args.tracking_uri, experiment)
+    except (ConfigError, StoreError) as error:
+        common.fail(str(error))
+    code = path.train_path(args.preset, grids, extra, experiment)
+    if code == processes.EXIT_INTERRUPTED:
+        return code
+    try:
+        store.connect(args.tracking_uri, create=False)
+        recorded = path.read_path(experiment, args.reuse_stale)
+        chosen = path.chosen_strengths(recorded, list(shown), args.rule, experiment)
+    except (StoreError, CompareError) as error:
+        common.fail(str(error))
+    tuned = f"{experiment}-tuned"
+    command = common.command_line("verdict", argv)
+
+    def write(comparisons: list[rounds.Tracked], runs: pd.DataFrame,
+              code_notes: list[str]) -> None:
+        since = pd.Timestamp(started, unit="s", tz="UTC")
+        trained = int((runs["start_time"] >= since).sum()
+                      + (recorded.runs["start_time"] >= since).sum())
+        seeds = int(runs["seed"].nunique())
+        sentence = verdict.answer(option.name, comparisons, seeds)
+        header = report.provenance(command, git_commit(), runs,
+                                   [*recorded.code_notes, *code_notes])
+        text = out / verdict.REPORT
+        earlier = text.read_text() if text.exists() else None
+        text.write_text(verdict.markdown(option.name, experiment, header, sentence, recorded,
+                                         shown, comparisons, schedule,
+                                         (time.time() - started) / 60, trained, runs, earlier))
+        log_report([text], args.tracking_uri, f"verdict-{option.name}-{experiment}",
+                   {"compared_experiment": tuned, "report": "verdict"})
+        print(sentence)
+        print(f"report: {text}", file=sys.stderr)
+
+    try:
+        return max(code, rounds.grow(
+            lambda seeds, regularizers: path.train_commands(args.preset, chosen, tuple(seeds),
+                                                            tuned, extra, regularizers),
+            tuned, presets.CONTROL, schedule, presets.TUNED_SEED_START, out, command,
+            args.tracking_uri, versus=(verdict.BASELINE,), arms=(option.name,), on_stop=write,
+            reuse_stale=args.reuse_stale))
+    except (StoreError, CompareError) as error:
+        common.fail(str(error))

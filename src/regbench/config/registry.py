@@ -1,0 +1,423 @@
+"""The regularizer options: the one home of what each option is, built-in or the user's.
+
+An option is a name (``regularizer=<name>``), a Keras regularizer class, the constructor
+argument that ``regularizer.weight`` sets (its *strength*), further constructor arguments that
+the config exposes as ``regularizer.<argument>`` (``l1_ratio``), fixed ones, and the default of
+each. The arm label of a run is the option's name and the values of the strength and exposed
+arguments that the built regularizer reports in ``get_config()`` (``strengths``).
+
+``register`` stores the option's config node in Hydra's ConfigStore (group ``regularizer``), so
+``regularizer=<name>`` composes without a YAML file (a YAML of another name may still set other
+defaults, as conf/regularizer/l1_l2_exercise.yaml does)::
+
+    name: <name>
+    weight: <default strength>
+    <argument>: <default>            # each exposed argument
+    kernel:                          # null for the option without a class (none)
+      _target_: <module>.<Class>     # a record of the class (``target_of``), never imported
+      <strength>: ${..weight}
+      <argument>: ${..<argument>}
+      <fixed argument>: <value>
+
+which is the node the YAML files of earlier versions held, so the config hashes of recorded runs
+stay the same. ``build`` makes the regularizer from the registry: a config's ``_target_`` must
+name its option's class, and no config value or Hydra override is imported or called (plugins
+are code the user chose to run: below).
+
+Options come from code the user chose to run: the built-ins below; the Python files named in the
+environment variable ``REGBENCH_PLUGINS`` (separated by ``os.pathsep``; ``make ... plugin=FILE``
+sets it, and subprocesses inherit it); and the modules of installed packages' entry points in
+the group ``regbench.regularizers``. Such a module registers its class with the ``regularizer``
+decorator; ``load()`` imports them once per process.
+
+Before a class trains, ``check`` runs it through a few checks in the spirit of scikit-learn's
+``check_estimator`` (``CHECKS``): on random kernels of ``CHECK_SHAPES`` it returns a finite
+scalar of the kernel's dtype with a finite gradient, and ``get_config()`` holds the strength
+arguments and ``from_config(get_config())`` gives the same penalty, so that the arm is labelled
+and the run's model reloads.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import inspect
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+from regbench.config.numbers import finite_number
+from regbench.errors import ConfigError
+from regbench.locations import CONF_DIR
+
+GROUP = "regularizer"
+PLUGINS_ENV = "REGBENCH_PLUGINS"  # Python files that register options, os.pathsep-separated
+PLUGIN_TIMEOUT_ENV = "REGBENCH_PLUGIN_TIMEOUT"  # seconds a plugin's import may take
+PLUGIN_TIMEOUT = 120.0  # ... unless PLUGIN_TIMEOUT_ENV says otherwise
+ANNOUNCE_AFTER = 2.0  # seconds after which a plugin still importing is named on stderr
+ENTRY_POINT_GROUP = "regbench.regularizers"
+CHECK_SHAPES = ((16, 8), (7, 3), (3, 5))  # Dense kernels (inputs, units), units >= 2
+CHECKS = ("scalar", "dtype", "finite", "gradient", "config round trip")
+BUILTIN_SOURCE = "builtin"
+REDUNDANCY_EPS = 1e-8  # the redundancy penalty's guard on its sums, its class's default too
+# a built-in class is recorded as ``regbench.regularizers.<Class>`` wherever its code lives (the
+# configs and config hashes of runs recorded before the package layout stay the same); its code
+# is in BUILTIN_MODULE
+BUILTIN_TARGET_PREFIX = "regbench.regularizers"
+BUILTIN_MODULE = "regbench.run.regularizers"
+PLUGIN_TARGET_PREFIX = "plugin"  # a user's class is ``plugin.<Class>`` however it was loaded
+_loading: list[str] = []  # the plugin file or distribution being imported (its source)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One regularizer option; ``target`` is ``<module>.<Class>``, None for no penalty."""
+
+    name: str
+    target: str | None
+    strength: str | None = None
+    weight: float = 0.0
+    arguments: dict[str, Any] = field(default_factory=dict)
+    fixed: dict[str, Any] = field(default_factory=dict)
+    cls: type | None = None  # given by a decorator; the built-ins' are imported on first use
+    builtin: bool = False
+    source: str = BUILTIN_SOURCE  # where its code came from (a plugin file, a distribution)
+
+    def node(self) -> dict[str, Any]:
+        """The option's config node (module docstring)."""
+        kernel = None if self.target is None else {
+            "_target_": self.target, self.strength: "${..weight}",
+            **{key: f"${{..{key}}}" for key in self.arguments}, **self.fixed}
+        return {"name": self.name, "weight": self.weight, **self.arguments, "kernel": kernel}
+
+    def regularizer_class(self) -> type:
+        if self.cls is not None:
+            return self.cls
+        module, _, name = self.target.rpartition(".")
+        return getattr(importlib.import_module(
+            BUILTIN_MODULE if module == BUILTIN_TARGET_PREFIX else module), name)
+
+    def label_keys(self) -> tuple[str, ...]:
+        """The ``get_config()`` keys whose values label the arm: strength, then arguments."""
+        return () if self.strength is None else (self.strength, *self.arguments)
+
+
+_OPTIONS: dict[str, Option] = {}
+
+
+def target_of(cls: type) -> str:
+    """The ``_target_`` string of a class, as the configs write it: Keras' public path for a
+    Keras class, ``regbench.regularizers.<Class>`` for regbench's own, and ``plugin.<Class>``
+    for a user's, so that the same class has the same config hash whether it came from a file
+    (a module named after the file) or an installed distribution (its package's module)."""
+    if cls.__module__.startswith("keras"):
+        return f"keras.regularizers.{cls.__qualname__}"
+    if cls.__module__ == BUILTIN_MODULE:
+        return f"{BUILTIN_TARGET_PREFIX}.{cls.__qualname__}"
+    return f"{PLUGIN_TARGET_PREFIX}.{cls.__qualname__}"
+
+
+def _source_of(cls: type | str | None, builtin: bool) -> str:
+    """Where an option's code comes from: ``builtin``; the plugin file or distribution being
+    loaded; else the module that registered it."""
+    if builtin:
+        return BUILTIN_SOURCE
+    if _loading:
+        return _loading[-1]
+    return f"module {getattr(cls, '__module__', cls)}"
+
+
+def _finite_non_negative(value: Any) -> bool:
+    return finite_number(value) and value >= 0
+
+
+def _check_class(name: str, cls: type, strength: str, arguments: tuple[str, ...]) -> None:
+    import keras
+
+    if not (isinstance(cls, type) and issubclass(cls, keras.regularizers.Regularizer)):
+        raise ConfigError(f"regularizer {name}: {cls!r} is not a keras.regularizers.Regularizer "
+                          "subclass")
+    parameters = inspect.signature(cls.__init__).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    for argument in (strength, *arguments):
+        if argument not in parameters and not takes_any:
+            raise ConfigError(f"regularizer {name}: {cls.__name__} takes no argument "
+                              f"{argument!r}; its arguments are "
+                              f"{', '.join(p for p in parameters if p != 'self')}")
+
+
+def _default(cls: type, argument: str) -> Any:
+    parameter = inspect.signature(cls.__init__).parameters.get(argument)
+    return None if parameter is None or parameter.default is parameter.empty else (
+        parameter.default)
+
+
+def register(name: str, cls: type | str | None, *, strength: str = "weight",
+             arguments: tuple[str, ...] | dict[str, Any] = (), fixed: dict | None = None,
+             weight: float | None = None, builtin: bool = False) -> Option:
+    """Make ``cls`` (a Keras regularizer class, or for a built-in its ``<module>.<Class>``;
+    None: no penalty) the option ``name``. ``strength`` is the constructor argument
+    ``regularizer.weight`` sets; ``arguments`` are further constructor arguments set from
+    ``regularizer.<argument>`` and written into the arm label (a dict gives their defaults,
+    else the constructor's); ``fixed`` are constructor arguments every run of the option
+    gets; ``weight`` the default strength (else the constructor's default).
+
+    Raises ConfigError (one line) for a name already registered otherwise or held by a YAML
+    file of conf/regularizer/, a class that is not a Keras regularizer, an argument its constructor
+    does not take, or a default that is not a finite number >= 0."""
+    if not name.isidentifier():
+        raise ConfigError(f"regularizer {name!r}: a name must be a Python identifier")
+    if (CONF_DIR / GROUP / f"{name}.yaml").exists():
+        raise ConfigError(f"regularizer {name}: registered twice (already a YAML option)")
+    names = tuple(arguments)
+    if isinstance(cls, type):
+        _check_class(name, cls, strength, names)
+        defaults = {key: _default(cls, key) for key in names}
+        weight = _default(cls, strength) if weight is None else weight
+        target = target_of(cls)
+    else:
+        defaults, target = {}, cls
+    defaults |= dict(arguments) if isinstance(arguments, dict) else {}
+    weight = 0.0 if cls is None and weight is None else weight
+    for key, value in {strength: weight, **defaults}.items():
+        if not _finite_non_negative(value):
+            raise ConfigError(f"regularizer {name}: the default of {key} must be a finite "
+                              f"number >= 0 (give it to register), got {value!r}")
+    option = Option(name, target, None if cls is None else strength, float(weight),
+                    {key: float(value) for key, value in defaults.items()}, dict(fixed or {}),
+                    cls if isinstance(cls, type) else None, builtin, _source_of(cls, builtin))
+    if name in _OPTIONS and _OPTIONS[name].node() != option.node():
+        raise ConfigError(f"regularizer {name}: registered twice (already "
+                          f"{_OPTIONS[name].target})")
+    _OPTIONS[name] = option  # the same node again: the same file imported anew
+    ConfigStore.instance().store(group=GROUP, name=name, node=option.node(), provider="regbench")
+    return option
+
+
+def regularizer(name: str, **spec: Any):
+    """Class decorator: ``@regularizer("mine")`` registers the class as option ``mine``
+    (keyword arguments as ``register``'s); the class is returned unchanged."""
+    def decorate(cls: type) -> type:
+        register(name, cls, **spec)
+        return cls
+    return decorate
+
+
+def _register_builtins() -> None:
+    """The options regbench ships; the comment of each states its penalty on a kernel W."""
+    register("none", None, builtin=True)  # no penalty: the control arm; ignores weight
+    register("l1", "keras.regularizers.L1", strength="l1", weight=1e-4,  # weight * sum(|W|)
+             builtin=True)
+    register("l2", "keras.regularizers.L2", strength="l2", weight=1e-4,  # weight * sum(W^2)
+             builtin=True)
+    # weight * (l1_ratio * sum(|W|) + (1 - l1_ratio) * sum(W^2))
+    register("l1_l2", f"{BUILTIN_TARGET_PREFIX}.ElasticNet", arguments={"l1_ratio": 0.5},
+             weight=2e-4, builtin=True)
+    # Keras' OrthogonalRegularizer on the columns: weight * mean |off-diagonal of Wn^T Wn|
+    register("orthogonal", "keras.regularizers.OrthogonalRegularizer", strength="factor",
+             fixed={"mode": "columns"}, weight=1e-4, builtin=True)
+    # the seed notebook's redundancy penalty (regbench.run.regularizers.RedundancyRegularizer),
+    # |W| normalised as the notebook wrote it (rows) and as it most likely meant it (columns)
+    for name, mode in (("custom", "rows"), ("custom_columns", "columns")):
+        register(name, f"{BUILTIN_TARGET_PREFIX}.RedundancyRegularizer", weight=1e-4,
+                 fixed={"eps": REDUNDANCY_EPS, "mode": mode}, builtin=True)
+
+
+class _ImportTimedOut(Exception):
+    """A plugin's import ran past PLUGIN_TIMEOUT (raised by SIGALRM's handler)."""
+
+
+def _timeout() -> float:
+    text = os.environ.get(PLUGIN_TIMEOUT_ENV, "")
+    try:
+        seconds = float(text) if text else PLUGIN_TIMEOUT
+    except ValueError:
+        seconds = float("nan")
+    if not (finite_number(seconds) and seconds > 0):
+        raise ConfigError(f"{PLUGIN_TIMEOUT_ENV}={text}: must be a number of seconds > 0")
+    return seconds
+
+
+@contextmanager
+def _importing(plugin: str, source: str) -> Iterator[None]:
+    """Run a plugin's import (``plugin`` names it in messages; ``source`` is recorded as the
+    source of what it registers): a line ``importing plugin ...`` on stderr once it has taken
+    ANNOUNCE_AFTER seconds; ConfigError in one line when it raises anything, ``SystemExit``
+    included (a plugin cannot end or fake the end of a command), or runs past the time limit
+    (``_timeout``; enforced with SIGALRM in the main thread only). Ctrl-C passes through."""
+    limit = _timeout()
+    announce = threading.Timer(ANNOUNCE_AFTER, lambda: print(
+        f"importing plugin {plugin} (a limit of {limit:g} s; {PLUGIN_TIMEOUT_ENV} sets it)",
+        file=sys.stderr, flush=True))
+    announce.daemon = True
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        def expire(signum, frame):
+            raise _ImportTimedOut
+
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, limit)
+    announce.start()
+    _loading.append(source)
+    try:
+        yield
+    except (ConfigError, KeyboardInterrupt):
+        raise
+    except _ImportTimedOut:
+        raise ConfigError(f"{plugin}: still importing after {limit:g} s, given up "
+                          f"({PLUGIN_TIMEOUT_ENV} sets the limit)") from None
+    except BaseException as error:  # SystemExit too (the docstring says why)
+        message = str(error).strip()
+        raise ConfigError(f"{plugin}: does not import: {type(error).__name__}: "
+                          f"{message.splitlines()[-1] if message else ''}") from None
+    finally:
+        _loading.pop()
+        announce.cancel()
+        if in_main:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
+def _import_file(path: Path) -> None:
+    """Import the Python file ``path`` as a module named after it (``_importing``'s rules)."""
+    if not path.is_file():
+        raise ConfigError(f"{PLUGINS_ENV}={path}: no such file")
+    name = f"regbench_plugin_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # so that its classes pickle and deserialize by module name
+    try:
+        with _importing(f"{PLUGINS_ENV}={path}", f"file {path}"):
+            spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+
+
+@functools.cache
+def load() -> None:
+    """Register the user's options once per process: the files named in REGBENCH_PLUGINS,
+    then the entry points of group ``regbench.regularizers``. Raises ConfigError (one line)
+    when one does not import (``_importing``) or registers wrongly; a failed load is tried
+    again next call."""
+    for entry in filter(None, os.environ.get(PLUGINS_ENV, "").split(os.pathsep)):
+        _import_file(Path(entry).resolve())
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        dist = point.dist
+        with _importing(f"entry point {point.name} ({point.value}) of group "
+                        f"{ENTRY_POINT_GROUP}", f"distribution {dist.name}=={dist.version}"
+                        if dist else f"entry point {point.value}"):
+            point.load()
+
+
+def names() -> list[str]:
+    """Every registered option's name, sorted."""
+    load()
+    return sorted(_OPTIONS)
+
+
+def get(name: str) -> Option:
+    """The option ``name``; ConfigError naming the allowed ones when there is none."""
+    load()
+    if name not in _OPTIONS:
+        raise ConfigError(f"regularizer.name={name}: allowed are {', '.join(sorted(_OPTIONS))}")
+    return _OPTIONS[name]
+
+
+def check_target(option: Option, kernel) -> None:
+    """The one rule for a ``regularizer.kernel`` node: its ``_target_`` is its option's (no
+    node for an option without a class); else ConfigError naming what the option allows."""
+    target = None if kernel is None else kernel.get("_target_")
+    if target != option.target:
+        raise ConfigError(f"regularizer.kernel._target_={target}: option {option.name} "
+                          f"instantiates {option.target or 'nothing (kernel: null)'} only")
+
+
+def build(regularizer_cfg) -> Any:
+    """The Keras regularizer of a composed ``regularizer`` node (None for no penalty): the
+    option's class called with the kernel node's arguments, integers as floats (a command
+    line's ``regularizer.weight=1`` is an int, which TensorFlow refuses to multiply with a
+    float kernel). Raises ConfigError when the node's ``_target_`` is not its option's."""
+    from omegaconf import OmegaConf
+
+    option = get(str(regularizer_cfg.name))
+    kernel = regularizer_cfg.kernel
+    check_target(option, kernel)
+    if kernel is None:
+        return None
+    arguments = OmegaConf.to_container(kernel, resolve=True)
+    arguments.pop("_target_")
+    arguments = {key: float(value) if type(value) is int else value
+                 for key, value in arguments.items()}
+    try:
+        return option.regularizer_class()(**arguments)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"regularizer.kernel: {option.name} refuses its arguments: "
+                          f"{error}") from None
+
+
+def strengths(option_name: str, built: Any) -> list[float]:
+    """The values of the option's label keys in ``built.get_config()`` (empty for none)."""
+    if built is None:
+        return []
+    config = built.get_config()
+    return [float(config[key]) for key in get(option_name).label_keys()]
+
+
+def check(option_name: str, built: Any) -> None:
+    """Run ``built`` through CHECKS on random float32 kernels of CHECK_SHAPES; ConfigError
+    naming the option and the failed check. Nothing to check for no penalty."""
+    if built is None:
+        return
+    import numpy as np
+    import tensorflow as tf
+
+    def fail(check_name: str, detail: str) -> None:
+        raise ConfigError(f"regularizer={option_name}: {type(built).__name__} fails the check "
+                          f"'{check_name}': {detail}")
+
+    rng = np.random.default_rng(0)
+    for shape in CHECK_SHAPES:
+        kernel = tf.Variable(rng.normal(size=shape).astype(np.float32))
+        with tf.GradientTape() as tape:
+            try:
+                value = tf.convert_to_tensor(built(kernel))
+            except Exception as error:
+                fail("scalar", f"calling it on a kernel of shape {shape} raised "
+                               f"{type(error).__name__}: {error}")
+        if value.shape.rank != 0:
+            fail("scalar", f"it returned shape {tuple(value.shape)} for a kernel of shape "
+                           f"{shape}, not a scalar")
+        if value.dtype != kernel.dtype:
+            fail("dtype", f"it returned {value.dtype.name} for a float32 kernel")
+        if not np.isfinite(value.numpy()):
+            fail("finite", f"it returned {value.numpy()} for a kernel of shape {shape}")
+        gradient = tape.gradient(value, kernel)
+        if gradient is None or not np.all(np.isfinite(gradient.numpy())):
+            fail("gradient", f"its gradient for a kernel of shape {shape} is "
+                             f"{'missing' if gradient is None else 'not finite'}")
+    missing = [key for key in get(option_name).label_keys() if key not in built.get_config()]
+    if missing:
+        fail("config round trip", f"get_config() has no {', '.join(missing)} (the arm label "
+                                  "and the reloaded model read the strength from it)")
+    try:
+        again = type(built).from_config(built.get_config())(kernel)
+    except Exception as error:
+        fail("config round trip", f"from_config(get_config()) raised {type(error).__name__}: "
+                                  f"{error}")
+    if not np.isclose(float(again), float(value), rtol=1e-6, atol=0.0):
+        fail("config round trip", f"from_config(get_config()) gives {float(again)}, not "
+                                  f"{float(value)}")
+
+
+_register_builtins()

@@ -1,0 +1,254 @@
+"""Strength paths: every regularizer over a log grid of strengths, chosen on validation.
+
+``regbench path run PRESET [--regularizers a,b]`` trains, for each regularizer (default
+every built-in with a penalty), one multirun of its grid x the selection seeds (plus the
+``none`` arm) into the experiment named PRESET; finished jobs are skipped, so an interrupted path
+resumes. Its grid is calibrated on the preset (``calibrate``, the probe logged in the
+experiment), unless the preset pins one (``PINNED_GRIDS``). ``report`` reads the experiment
+and, per regularizer, selects a strength on the validation metrics of the selection seeds only:
+
+* best:   the strength with the highest mean (over seeds) best-epoch validation accuracy;
+* 1-SE:   the strongest strength whose mean is within one standard error (sd / sqrt(n), of
+          the best strength's seeds) of the best, as glmnet's ``lambda.1se``.
+
+``tuned`` trains each regularizer at its selected strength, and ``none``, on fresh seeds that took
+no part in the selection, into ``PRESET-tuned``, and compares them with ``none`` (paired by seed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+from regbench import processes, record
+from regbench.analysis import query
+from regbench.analysis.comparison import identical
+from regbench.analysis.stats import mean_interval
+from regbench.design import calibrate, sweep
+from regbench.design.presets import (
+    CONTROL,
+    PINNED_GRIDS,
+    SELECTED_ON,
+    SELECTION_SEEDS,
+    TUNED_SEED_START,
+    probe_config,
+)
+from regbench.errors import CompareError
+from regbench.run import store
+
+
+def grids(preset: str, options: list[str], extra: tuple[str, ...], tracking_uri: str | None,
+          experiment: str) -> tuple[dict[str, tuple[float, ...]], list]:
+    """Each option's grid on ``preset`` under ``extra``: pinned (when ``experiment``, as
+    ``presets.experiment_name`` gives it, is the preset itself), else calibrated (found or
+    probed and logged in ``experiment``). Returns the grids and the calibrations used."""
+    pinned = PINNED_GRIDS.get(experiment, {})
+    configs = {option: probe_config(preset, option, extra)
+               for option in options if option not in pinned}
+    calibrated = {}
+    if configs:
+        uri = tracking_uri or next(iter(configs.values())).mlflow.tracking_uri
+        experiment_id = store.use_store(uri, experiment)
+        calibrated = {option: calibrate.recorded(cfg, preset, experiment_id)
+                      for option, cfg in configs.items()}
+    return ({option: pinned[option] if option in pinned else calibrated[option].grid
+             for option in options}, list(calibrated.values()))
+
+
+def train_commands(preset: str, grids: dict[str, tuple[float, ...]], seeds: tuple[int, ...],
+                   experiment: str, extra: tuple[str, ...] = (),
+                   regularizers: frozenset[str] | None = None) -> list[list[str]]:
+    """One ``regbench train`` multirun per regularizer (its grid x seeds) and one for none; of
+    those named in ``regularizers`` only, when given."""
+    base = sweep.train_command("-m", f"experiment={preset}", f"mlflow.experiment_name={experiment}",
+                               f"seed={','.join(map(str, seeds))}", *extra)
+    jobs = {**{option: [f"regularizer={option}",
+                        f"regularizer.weight={','.join(f'{w:g}' for w in grid)}"]
+               for option, grid in grids.items()},
+            CONTROL: [f"regularizer={CONTROL}"]}
+    return [[*base, *arguments] for option, arguments in jobs.items()
+            if regularizers is None or option in regularizers]
+
+
+def train_path(preset: str, grids: dict[str, tuple[float, ...]], extra: tuple[str, ...],
+               experiment: str) -> int:
+    """Train the path: ``train_commands`` on the selection seeds into ``experiment``, those
+    with a job still to train (``sweep.still_to_train``); ``processes.run_commands``' code."""
+    return processes.run_commands(sweep.still_to_train(train_commands(
+        preset, grids, SELECTION_SEEDS, experiment, extra)))
+
+
+@dataclass(frozen=True)
+class PathPoint:
+    """One strength of one regularizer: per selection seed, its best-epoch validation accuracy
+    and test data loss; the mean shares of the penalty at the end of training."""
+
+    strength: float
+    seeds: tuple[int, ...]
+    val_accuracy: np.ndarray
+    test_data_loss: np.ndarray
+    loss_share: float
+    gradient_share: float
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.val_accuracy))
+
+    @property
+    def standard_error(self) -> float:
+        """sd / sqrt(n) of the validation accuracies; NaN with one seed."""
+        return float(scipy_stats.sem(self.val_accuracy)) if len(self.val_accuracy) > 1 else np.nan
+
+
+@dataclass(frozen=True)
+class Selection:
+    regularizer: str
+    best: PathPoint
+    one_se: PathPoint
+
+    def chosen(self, rule: str) -> PathPoint:
+        return self.best if rule == "best" else self.one_se
+
+
+def select(regularizer: str, points: list[PathPoint]) -> Selection:
+    """The best strength (highest mean validation accuracy) and the 1-SE strength (the
+    strongest within one standard error of the best); never looks at test metrics."""
+    best = max(points, key=lambda p: p.mean)
+    margin = 0.0 if np.isnan(best.standard_error) else best.standard_error
+    within = [p for p in points if p.mean >= best.mean - margin]
+    return Selection(regularizer, best, max(within, key=lambda p: p.strength))
+
+
+def strengths(runs: pd.DataFrame) -> pd.Series:
+    """Each run's ``regularizer.weight`` (0 for ``none``, which has none)."""
+    return pd.to_numeric(runs.get("params.regularizer.weight"), errors="coerce").fillna(0.0)
+
+
+def path_points(runs: pd.DataFrame, best_val: dict[str, float]) -> dict[str, list[PathPoint]]:
+    """Group the runs of a path by regularizer and strength (``none`` has one point at 0);
+    raises CompareError if one point would pool runs of different configs."""
+    runs = runs.assign(best_val=runs["run_id"].map(best_val), strength=strengths(runs))
+    points: dict[str, list[PathPoint]] = {}
+    for (name, strength), group in runs.groupby([f"tags.{record.TAG_REGULARIZER}", "strength"]):
+        if group["arm"].nunique() > 1:
+            raise CompareError(f"{name} at {strength:g} holds runs of more than one "
+                                     f"config: {'; '.join(sorted(group['arm'].unique()))}")
+        group = group.sort_values("seed")
+        points.setdefault(name, []).append(PathPoint(
+            float(strength), tuple(int(s) for s in group["seed"]),
+            group["best_val"].to_numpy(float),
+            group[f"metrics.{record.TEST_DATA_LOSS}"].to_numpy(float),
+            float(group[f"metrics.{record.PENALTY_LOSS_SHARE}"].mean()),
+            float(group[f"metrics.{record.PENALTY_GRADIENT_SHARE}"].mean())))
+    return {name: sorted(p, key=lambda p: p.strength) for name, p in points.items()}
+
+
+def markdown(points: dict[str, list[PathPoint]], selections: list[Selection]) -> str:
+    lines = ["Selected strengths (on the selection seeds' best-epoch validation accuracy only):",
+             "", "| regularizer | best | val accuracy | 1-SE rule | val accuracy | seeds |",
+             "|---|---|---|---|---|---|"]
+    for s in selections:
+        lines.append(f"| {s.regularizer} | {s.best.strength:g} | {s.best.mean:.4f} | "
+                     f"{s.one_se.strength:g} | {s.one_se.mean:.4f} | "
+                     f"{' '.join(map(str, s.best.seeds))} |")
+    for s in selections:
+        strengths = [p.strength for p in points[s.regularizer]]
+        if s.best.strength in (min(strengths), max(strengths)):
+            lines.append(f"- warning: {s.regularizer}'s best strength {s.best.strength:g} is at "
+                         "the edge of its grid: the best may lie beyond it")
+    lines += ["", "| regularizer | strength | seeds | val accuracy [95% CI] | test data loss | "
+              "penalty share of loss | of gradient |", "|---|---|---|---|---|---|---|"]
+    for name, path in points.items():
+        for p in path:
+            low, high = mean_interval(p.val_accuracy)
+            interval = "" if np.isnan(low) else f" [{low:.4f}, {high:.4f}]"
+            lines.append(f"| {name} | {p.strength:g} | {len(p.seeds)} | {p.mean:.4f}{interval} | "
+                         f"{np.mean(p.test_data_loss):.4f} | {p.loss_share:.3g} | "
+                         f"{p.gradient_share:.3g} |")
+    return "\n".join(lines) + "\n"
+
+
+def selection_markdown(selections: list[Selection], rule: str) -> str:
+    """What the tuned comparison trains: per regularizer the strength ``rule`` chose and the
+    seeds it was chosen on (the tuned runs use fresh seeds from TUNED_SEED_START, which took
+    no part)."""
+    lines = [f"Strengths chosen by the {rule} rule on validation, trained again on fresh seeds "
+             f"from {TUNED_SEED_START} in rounds until decided (sequential.md):", "",
+             "| regularizer | strength | chosen on seeds | mean val accuracy there |",
+             "|---|---|---|---|"]
+    for s in selections:
+        point = s.chosen(rule)
+        lines.append(f"| {s.regularizer} | {point.strength:g} | "
+                     f"{' '.join(map(str, point.seeds))} | {point.mean:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(points: dict[str, list[PathPoint]], selections: list[Selection], path: Path) -> Path:
+    """Per regularizer: validation accuracy and test data loss against strength (95% bands
+    over seeds, ``none`` as a horizontal band, selections marked), and the penalty's shares."""
+    from regbench.analysis.plots import plot_strength_paths
+
+    return plot_strength_paths(points, {s.regularizer: s for s in selections}, CONTROL, path)
+
+
+@dataclass(frozen=True)
+class PathStudy:
+    """What a path experiment holds: its runs, its points per regularizer, each selection, the
+    calibration probes of its grids."""
+
+    runs: pd.DataFrame
+    points: dict[str, list[PathPoint]]
+    selections: list[Selection]
+    calibrations: list  # calibrate.Calibration of each option whose grid was calibrated
+    code_notes: list[str]  # query.keep_todays_code's notes on its runs
+
+
+def chosen_strengths(study: PathStudy, names: list[str], rule: str, experiment: str,
+                     every: bool = True) -> dict[str, tuple[float]]:
+    """Each of ``names``' strength chosen by ``rule`` on the path, as a one-point grid. A name
+    without finished path runs raises CompareError when ``every`` (it was asked for by name),
+    else is left out; none of the names on the path raises too."""
+    chosen = {s.regularizer: (s.chosen(rule).strength,) for s in study.selections
+              if s.regularizer in names}
+    missing = [name for name in names if name not in chosen]
+    if not chosen or (every and missing):
+        raise CompareError(f"the path of {experiment} has no finished runs of "
+                                 f"{', '.join(missing)} to choose a strength from")
+    return chosen
+
+
+def read_path(experiment: str, reuse_stale: bool = False) -> PathStudy:
+    """The path experiment's runs of today's code (of any with ``reuse_stale``:
+    ``query.keep_todays_code``), its points per regularizer, and each regularizer's
+    selection."""
+    recorded, code_notes = query.keep_todays_code(query.fetch_runs(experiment, None).runs,
+                                                  reuse_stale)
+    best_val = query.best_values(list(recorded["run_id"]), SELECTED_ON)
+    points = path_points(recorded, best_val)
+    return PathStudy(recorded, points,
+                     [select(name, path) for name, path in points.items() if name != CONTROL],
+                     [c for c in calibrate.in_experiment(experiment)
+                      if c.option not in PINNED_GRIDS.get(experiment, {})], code_notes)
+
+
+def identical_to_control(study: PathStudy) -> dict[str, set[float]]:
+    """Per regularizer, the strengths whose runs are identical to ``none``'s
+    (``comparison.identical``, the one rule for it)."""
+    runs = study.runs.assign(strength=strengths(study.runs))
+    by_option = dict(tuple(runs.groupby(f"tags.{record.TAG_REGULARIZER}")))
+    control = by_option.pop(CONTROL)
+    return {name: {float(strength) for strength, point in group.groupby("strength")
+                   if identical(point, control)} for name, group in by_option.items()}
+
+
+def write_report(study: PathStudy, out: Path, header: str = "") -> list[Path]:
+    """path.md (after ``header``) and path.png in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    text = out / "path.md"
+    probes = calibrate.markdown(study.calibrations) + "\n" if study.calibrations else ""
+    text.write_text(header + probes + markdown(study.points, study.selections))
+    return [text, plot(study.points, study.selections, out / "path.png")]

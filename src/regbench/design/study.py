@@ -1,0 +1,236 @@
+"""``regbench study PRESET`` (``make study``; ``make tuned`` uses ``grow``): arms
+compared on fresh seeds, grown in rounds until every comparison is decided.
+
+Each round trains every arm on the seeds of the next look of the schedule
+(``sequential.Schedule``: seeds ``start .. start + n - 1``) as multiruns of ``regbench train`` into
+one experiment; finished runs are skipped (a multirun whose every job has one is not even
+started: ``sweep.still_to_train``), so seeds trained before (an earlier study, an interrupted
+one) count as the first rounds, and Ctrl-C between or within rounds loses no finished run.
+After each round every comparison (each arm against the reference, on each of
+``comparison.TESTED``) is looked at with ``sequential.decide``, one line per look says what is
+decided and what goes on, and the study stops when all are decided or at the budget. Looks are
+recomputed from the store each time, in order (a comparison keeps the first decision it
+reaches), so running the command again resumes where it stopped.
+
+It writes ``reports/<experiment>/sequential.md`` after every look (per comparison: the looks,
+the seeds, why it stopped, or that it goes on, and the confidence sequence it got to), and at
+the end the fixed-sample comparison of the same runs beside it (``compare``: means, curves,
+plots).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from regbench import processes, record
+from regbench.analysis import query, report, stats
+from regbench.analysis.comparison import (
+    DEFAULT_MARGINS,
+    TESTED,
+    by_seed,
+    identical,
+    resolve_reference,
+)
+from regbench.analysis.publish import compare_experiment
+from regbench.design import sequential, sweep
+from regbench.run import store
+from regbench.run.tracking import git_commit
+
+SEQUENTIAL_REPORT = "sequential.md"
+
+
+@dataclass
+class Tracked:
+    """One comparison of the study (an arm against a reference on one metric), over the looks
+    taken so far; ``label`` names it in reports (the arm, or "arm vs reference" when the study
+    has several references)."""
+
+    arm: str
+    reference: str
+    metric: str
+    label: str
+    looks: list[sequential.Look] = field(default_factory=list)
+    scheduled: list[int] = field(default_factory=list)  # seeds per arm at each look taken
+
+    @property
+    def final(self) -> sequential.Look:
+        """The first deciding look, else the latest."""
+        return next((look for look in self.looks if look.decided), self.looks[-1])
+
+    @property
+    def decided(self) -> bool:
+        return bool(self.looks) and self.final.decided
+
+    @property
+    def stopped_at(self) -> int:
+        """The seeds per arm the schedule had at the final look (its runs, failed ones aside;
+        ``final.seeds`` counts the seeds both arms finished)."""
+        return self.scheduled[self.looks.index(self.final)]
+
+
+def look_at(runs: pd.DataFrame, seeds_per_arm: int, references: tuple[str, ...],
+            margins: dict[str, float], comparisons: dict[tuple[str, str, str], Tracked],
+            arms: tuple[str, ...] | None = None) -> None:
+    """One look: every arm (those named in ``arms``, default all but the references) against
+    each of ``references`` on ``runs`` (those of the look's ``seeds_per_arm`` seeds), appended to
+    ``comparisons`` unless the comparison was decided at an earlier look. The family the
+    multiplicity control covers is every such comparison on every metric of TESTED."""
+    labels = sorted(runs["arm"].unique())
+    chosen = [resolve_reference(reference, labels) for reference in references]
+    compared = [arm for arm in labels if arm not in chosen
+                and (arms is None or record.arm_name(arm) in arms)]
+    family = len(compared) * len(chosen) * len(TESTED)
+    for reference in chosen:
+        control = runs[runs["arm"] == reference]
+        for arm in compared:
+            group = runs[runs["arm"] == arm]
+            same = identical(group, control)
+            label = arm if len(chosen) == 1 else f"{arm} vs {reference}"
+            for metric, higher in TESTED.items():
+                entry = comparisons.setdefault((arm, reference, metric),
+                                               Tracked(arm, reference, metric, label))
+                if not entry.decided:
+                    entry.scheduled.append(seeds_per_arm)
+                    entry.looks.append(sequential.decide(
+                        metric, by_seed(group, metric), by_seed(control, metric), higher,
+                        margins[metric], max(family, 1), same))
+
+
+def look_line(number: int, seeds: int, comparisons: list[Tracked], last: bool) -> str:
+    """What a look decided and what goes on, in one line."""
+    decided = sum(c.decided for c in comparisons)
+    parts = [f"{c.label} {report.HEADERS[c.metric]} {c.final.decision} "
+             f"[{c.final.low:+.4f}, {c.final.high:+.4f}]" for c in comparisons]
+    going = ("all decided: the study stops" if decided == len(comparisons) else
+             "budget reached: the study stops" if last else "going on")
+    return (f"look {number} at {seeds} seeds per arm: {decided} of {len(comparisons)} "
+            f"decided; {'; '.join(parts)}; {going}")
+
+
+def seeds_needed(comparisons: list[Tracked]) -> dict[str, int]:
+    """Per arm, the seeds per arm the schedule had at the last look any of its comparisons (as
+    arm or as reference) took: what the design trained of it, since decided arms are not trained
+    on."""
+    needed: dict[str, int] = {}
+    for c in comparisons:
+        for arm in (c.arm, c.reference):
+            needed[arm] = max(needed.get(arm, 0), c.stopped_at)
+    return needed
+
+
+def compute(comparisons: list[Tracked], runs: pd.DataFrame, schedule: sequential.Schedule,
+            start: int) -> str:
+    """The compute line of sequential.md: the runs the design used (per arm, seeds ``start``
+    to ``start + seeds_needed - 1``) and their training minutes, summed over runs (end_time -
+    start_time in the store), beside the fixed design's ``schedule.first`` seeds per arm."""
+    needed = seeds_needed(comparisons)
+    arm_runs = runs[runs["arm"].isin(list(needed))]
+    minutes = (arm_runs["end_time"] - arm_runs["start_time"]).dt.total_seconds() / 60
+    sequential_runs = arm_runs["seed"] < start + arm_runs["arm"].map(needed)
+    fixed_runs = arm_runs["seed"] < start + schedule.first
+    return (f"Compute: {int(sequential_runs.sum())} runs, "
+            f"{minutes[sequential_runs].sum():.1f} training minutes (summed over runs; parallel "
+            f"jobs overlap in wall time), where the fixed design of {schedule.first} seeds per "
+            f"arm takes {int(fixed_runs.sum())} runs, {minutes[fixed_runs].sum():.1f} minutes. "
+            "Seeds per arm: " + ", ".join(f"{arm} {n}" for arm, n in sorted(needed.items()))
+            + ".")
+
+
+def markdown(comparisons: list[Tracked], schedule: sequential.Schedule, start: int,
+             header: str, stopped: bool, runs: pd.DataFrame) -> str:
+    """sequential.md: the design, then per comparison its looks, seeds, interval, verdict and
+    why it stopped (``stopped`` False: the study goes on, and its undecided comparisons say
+    so), then ``compute`` over ``runs`` (those of the looks' seeds)."""
+    lines = [header.rstrip("\n"), "",
+             f"Sequential design: {sequential.METHOD}, at 95% over the study's "
+             f"{len(comparisons)} comparisons; looks at {', '.join(map(str, schedule.looks()))} "
+             f"seeds per arm (seeds {start} onwards), stopping when every comparison is decided "
+             "or at the budget. Each interval below is the confidence sequence where its "
+             "comparison stopped, valid however the stop was chosen; looks are the seeds per "
+             "arm at each look it took, seeds those both arms finished at its last (the "
+             "interval's). comparison.md beside this file is the fixed-sample analysis of the "
+             "same runs (means, curves, plots); its p-values do not account for the looks, "
+             "these verdicts do.", "",
+             "| arm | metric | looks | seeds | difference | confidence sequence | verdict | why "
+             "it stopped |", "|---|---|---|---|---|---|---|---|"]
+    for c in comparisons:
+        final = c.final
+        verdict = (stats.INCONCLUSIVE if not final.decided else
+                   f"{stats.EQUIVALENT} (identical)" if final.decision == sequential.IDENTICAL
+                   else final.decision)
+        why = ("decided" if final.decided else sequential.BUDGET if stopped else
+               "not yet: the study goes on")
+        lines.append(f"| {c.label} | {report.HEADERS[c.metric]} | "
+                     f"{', '.join(map(str, c.scheduled[:c.looks.index(final) + 1]))}"
+                     f" | {final.seeds} | {final.estimate:+.4f} | "
+                     f"[{final.low:+.4f}, {final.high:+.4f}] | {verdict} | {why} |")
+    return "\n".join([*lines, "", compute(comparisons, runs, schedule, start)]) + "\n"
+
+
+def training(comparisons: list[Tracked]) -> frozenset[str]:
+    """The regularizers the next round trains: each arm's with an undecided comparison, and the
+    references those comparisons need. A decided comparison keeps the verdict and interval of
+    the look that decided it (its confidence sequence is valid at that stop), so its arm's
+    later seeds would be spent for nothing."""
+    undecided = [c for c in comparisons if not c.decided]
+    return frozenset(record.arm_name(arm) for c in undecided for arm in (c.arm, c.reference))
+
+
+def grow(commands: Callable[[range, frozenset[str] | None], list[list[str]]], experiment: str,
+         reference: str,
+         schedule: sequential.Schedule, start: int, out: Path, command: str,
+         tracking_uri: str | None, margins: dict[str, float] | None = None,
+         versus: tuple[str, ...] = (), arms: tuple[str, ...] | None = None,
+         on_stop: Callable[[list[Tracked], pd.DataFrame, list[str]], None] | None = None,
+         reuse_stale: bool = False) -> int:
+    """Train ``commands(seeds, regularizers)`` look by look and decide, as the module's
+    docstring says (``regularizers``: None at the first look, every arm; then ``training``'s);
+    write the reports into ``out``. The comparisons: each arm (of the regularizers named in
+    ``arms``, default every arm) against ``reference`` and each of ``versus`` (arm labels or
+    regularizer names); runs of other arms in the experiment are left out. ``on_stop(comparisons,
+    runs, code_notes)`` is called when the study stops (not on an interrupt) with the
+    comparisons, the runs of the last look and ``query.keep_todays_code``'s notes on them. Each
+    look analyses the runs of today's code only, unless ``reuse_stale``
+    (``query.keep_todays_code``). Returns the worst exit code of the training (130 at once on an
+    interrupt), else 0."""
+    margins = {**DEFAULT_MARGINS, **(margins or {})}
+    references = (reference, *versus)
+    kept = None if arms is None else {*arms, *map(record.arm_name, references)}
+    comparisons: dict[tuple[str, str, str], Tracked] = {}
+    looks = schedule.looks()
+    worst, regularizers = 0, None
+    out.mkdir(parents=True, exist_ok=True)
+    for number, n in enumerate(looks, start=1):
+        seeds = range(start, start + n)
+        code = processes.run_commands(sweep.still_to_train(commands(seeds, regularizers)))
+        if code == processes.EXIT_INTERRUPTED:
+            return code
+        worst = max(worst, code)
+        store.connect(tracking_uri, create=False)
+        runs = query.fetch_runs(experiment, None).runs
+        used = runs[runs["seed"].isin(list(seeds)) & (
+            True if kept is None else runs["arm"].map(record.arm_name).isin(kept))]
+        used, code_notes = query.keep_todays_code(used, reuse_stale)
+        look_at(used, n, references, margins, comparisons, arms)
+        ordered = list(comparisons.values())
+        stopped = all(c.decided for c in ordered) or number == len(looks)
+        regularizers = training(ordered)
+        print(look_line(number, n, ordered, number == len(looks)), file=sys.stderr, flush=True)
+        header = report.provenance(command, git_commit(), used, code_notes)
+        (out / SEQUENTIAL_REPORT).write_text(
+            markdown(ordered, schedule, start, header, stopped, used))
+        if stopped:
+            break
+    print((out / SEQUENTIAL_REPORT).read_text(), end="")
+    ids = ", ".join(f"'{run_id}'" for run_id in used["run_id"])
+    compared = compare_experiment(experiment, reference, out, command, tracking_uri,
+                                  f"attributes.run_id IN ({ids})", mix_code=reuse_stale)
+    print(compared.markdown, end="")
+    if on_stop:
+        on_stop(ordered, used, code_notes)
+    return worst

@@ -1,0 +1,118 @@
+"""Processes: signals that unwind like Ctrl-C, child commands run one after another, a quiet
+TensorFlow start-up. The commands (``regbench.cli``) and the library both use it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+EXIT_INTERRUPTED = 130
+
+# TensorFlow's C++ start-up lines on a CPU-only machine. They are written by absl before its log
+# is initialised, so TF_CPP_MIN_LOG_LEVEL does not reach them (tried: TF_CPP_MIN_LOG_LEVEL=3,
+# ABSL_MIN_LOG_LEVEL, GLOG_minloglevel, CUDA_VISIBLE_DEVICES=-1 in TensorFlow 2.21).
+TENSORFLOW_STARTUP_LINES = (
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+    "I0000 ", "W0000 ", "E0000 ", "To enable the following instructions:",
+)
+
+
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+_requested: list[str] = []  # the signal that asked the current block to stop, once one has
+_open_blocks: list[None] = []  # one per signals_as_interrupt block open (a sweep's, its job's)
+
+
+def _raise_interrupt(signum, frame):
+    for other in INTERRUPTS:  # the process is on its way out: nothing may cut that short
+        signal.signal(other, signal.SIG_IGN)
+    _requested.append(f"signal {signal.Signals(signum).name}")
+    raise KeyboardInterrupt(_requested[0])
+
+
+def interrupt_requested() -> str | None:
+    """``"signal SIGINT"`` or ``"signal SIGTERM"`` once one has arrived inside the
+    ``signals_as_interrupt`` blocks open now, else None. The KeyboardInterrupt the signal
+    raises can be lost: it is raised in whatever code runs at that moment, and a ``__del__``
+    with a bare ``except`` swallows it without a word (TensorFlow's
+    ``ConcreteFunctionGarbageCollector.__del__`` does); so a long loop asks this at its safe
+    points and raises again."""
+    return _requested[0] if _requested else None
+
+
+@contextmanager
+def signals_as_interrupt() -> Iterator[None]:
+    """The first SIGINT or SIGTERM inside the block raises KeyboardInterrupt and is recorded
+    (``interrupt_requested``), so that both unwind like Ctrl-C (also in a process started in
+    the background, where the shell leaves SIGINT ignored). From then on both are ignored until
+    the process exits: a second Ctrl-C cannot interrupt the closing of the run or the exit.
+    Without a signal, the previous handlers come back afterwards. Blocks nest (a sweep's, then
+    each job's): a block opened inside one that a signal has already asked to stop raises that
+    KeyboardInterrupt at once, so an interrupt lost where it landed still keeps the next job
+    from starting. The request is forgotten when the outermost block ends."""
+    if _requested:
+        raise KeyboardInterrupt(_requested[0])
+    _open_blocks.append(None)
+    previous = {signum: signal.signal(signum, _raise_interrupt) for signum in INTERRUPTS}
+    try:
+        yield
+    finally:
+        _open_blocks.pop()
+        if not _open_blocks:
+            _requested.clear()
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+def run_commands(commands: list[list[str]]) -> int:
+    """Run the commands one after another; the worst exit code (a command ended by signal N
+    counts as 128 + N, as a shell says). A Ctrl-C or SIGTERM stops at once: the running command
+    is sent SIGINT, as a terminal's Ctrl-C would (a multirun then closes its runs KILLED), and
+    is waited for; EXIT_INTERRUPTED. So does a command that was interrupted itself."""
+    worst = 0
+    with signals_as_interrupt():  # after the first signal, both are ignored here
+        for command in commands:
+            process = subprocess.Popen(command)
+            try:
+                code = process.wait()
+            except KeyboardInterrupt:
+                process.send_signal(signal.SIGINT)
+                process.wait()
+                return EXIT_INTERRUPTED
+            if code < 0:  # ended by a signal: the shell's 128 + its number
+                code = 128 - code
+            if code in (EXIT_INTERRUPTED, 128 + signal.SIGTERM):
+                return EXIT_INTERRUPTED
+            worst = max(worst, code)
+    return worst
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up lines (TENSORFLOW_STARTUP_LINES) left out of
+    stderr; anything else it prints is passed on. No-op once TensorFlow is imported.
+
+    Nothing cleaner silences them in TensorFlow 2.21: they are printed from C++ while the
+    library loads, so this captures file descriptor 2 for the duration of the import.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+            tensorflow.constant(0)  # the first op initialises the devices (and their logs)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode(errors="replace").splitlines(keepends=True):
+                if not line.startswith(TENSORFLOW_STARTUP_LINES):
+                    sys.stderr.write(line)
