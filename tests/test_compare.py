@@ -550,3 +550,31 @@ def test_an_artifact_uri_that_is_a_plain_path_is_read_from_disk(tmp_path, monkey
     assert _load_json(str(artifact)) == _load_json(artifact.as_uri()) == {"bins": 2}
     assert local_path("s3://bucket/run/artifacts/x.json") is None
     assert local_path("mlflow-artifacts:/1/abc/artifacts/x.json") is None
+
+
+def test_runs_with_impossible_values_are_left_out_and_named(tmp_path):
+    """An accuracy outside [0, 1] or an infinite loss (an edited store, a broken evaluation)
+    never reaches a mean, an interval or a test: the run is left out and named with its
+    values; a NaN is still the statistics' to drop and count."""
+    from regbench.analysis.query import fetch_runs
+
+    mlflow.set_tracking_uri(sqlite_uri(tmp_path))
+    experiment_id = mlflow.create_experiment("regbench",
+                                             artifact_location=(tmp_path / "a").as_uri())
+    ids = {}
+    for arm, params in (("l2-0.0001", {"name": "l2", "weight": "0.0001"}),
+                        ("none", {"name": "none"})):
+        for seed in range(4):
+            accuracy, loss = {(arm, 1): (2.0, 0.3), (arm, 2): (0.9, float("inf"))}.get(
+                (arm if arm == "l2-0.0001" else None, seed), (0.9 + seed / 100, 0.3))
+            ids[arm, seed] = record_run(experiment_id, arm, params, seed, accuracy, loss,
+                                        with_reliability=False)
+    recorded = fetch_runs("regbench", None)
+    kept = set(zip(recorded.runs["arm"], recorded.runs["seed"].astype(int), strict=True))
+    assert kept == {("l2-0.0001", 0), ("l2-0.0001", 3), *(("none", s) for s in range(4))}
+    assert recorded.notes[0] == (
+        f"2 run(s) hold impossible values and are left out: {ids['l2-0.0001', 1][:8]} "
+        f"test_accuracy=2; {ids['l2-0.0001', 2][:8]} test_data_loss=inf, "
+        "test_total_loss=inf")
+    comparison = summarise(recorded, "none", {}, ())
+    assert recorded.notes[0] in comparison.warnings  # the report prints each

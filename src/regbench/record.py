@@ -85,6 +85,11 @@ CURVE_METRICS = ("loss", "val_loss", "data_loss", "val_data_loss", "accuracy", "
 TEST_ACCURACY, TEST_DATA_LOSS = "test_accuracy", "test_data_loss"
 TEST_TOTAL_LOSS, TEST_PENALTY = "test_total_loss", "test_penalty"
 TEST_ECE, TEST_BRIER = "test_ece", "test_brier"
+# the values a run's final test metric can take (NaN aside: a failed evaluation, dropped and
+# counted by the statistics); a recorded value outside its range, or infinite, is impossible
+METRIC_RANGES = {TEST_ACCURACY: (0.0, 1.0), TEST_DATA_LOSS: (0.0, float("inf")),
+                 TEST_TOTAL_LOSS: (0.0, float("inf")), TEST_ECE: (0.0, 1.0),
+                 TEST_BRIER: (0.0, 2.0)}
 BEST_EPOCH, EPOCHS_TRAINED, TRAIN_SECONDS = "best_epoch", "epochs_trained", "train_seconds"
 # the regularizer's weight at the end of training, on training examples (models.penalty_shares)
 PENALTY_LOSS_SHARE, PENALTY_GRADIENT_SHARE = "penalty_loss_share", "penalty_gradient_share"

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from regbench import record
@@ -38,7 +39,7 @@ def _arm_neutral(param: str, neutral: set[str]) -> bool:
 class RecordedRuns:
     """The FINISHED regbench runs of one experiment, one per arm and seed; the ids of the runs
     left out because they have no ``arm`` tag (not recorded by regbench train); and what was
-    done to make each arm one configuration (``notes``, one line each)."""
+    done to make each arm one configuration of possible values (``notes``, one line each)."""
 
     runs: pd.DataFrame  # one row per run: run_id, artifact_uri, arm, seed, metrics.*, params.*
     left_out: list[str] = field(default_factory=list)
@@ -82,6 +83,29 @@ def newest_per_seed(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
              f"compared, the older left out: {', '.join(older.str[:8])}"] if len(older) else []
     kept = ordered[~repeated].sort_index()
     return kept, notes
+
+
+def possible_values(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The runs whose final test metrics are all possible (``record.METRIC_RANGES``: in
+    range and finite, or NaN; MLflow's stand-in for an infinity counts as one), and a note
+    naming each other run with its impossible values: such a run (an edited store, a broken
+    evaluation) is left out of every mean and test."""
+    impossible = pd.Series(False, index=runs.index)
+    found: dict[str, list[str]] = {}
+    for metric, (low, high) in record.METRIC_RANGES.items():
+        column = f"metrics.{metric}"
+        if column not in runs:
+            continue
+        values = pd.to_numeric(runs[column], errors="coerce")
+        # MLflow stores +-inf as +-the largest float: read it back as what was logged
+        values = values.mask(values.abs() >= np.finfo(float).max, np.sign(values) * np.inf)
+        bad = values.notna() & (~np.isfinite(values) | (values < low) | (values > high))
+        impossible |= bad
+        for run_id, value in zip(runs.loc[bad, "run_id"], values[bad], strict=True):
+            found.setdefault(run_id[:8], []).append(f"{metric}={value:g}")
+    notes = [f"{len(found)} run(s) hold impossible values and are left out: " + "; ".join(
+        f"{run} {', '.join(values)}" for run, values in found.items())] if found else []
+    return runs[~impossible], notes
 
 
 def tag_values(runs: pd.DataFrame, tag: str, missing: str) -> pd.Series:
@@ -200,9 +224,13 @@ def fetch_runs(experiment: str, filter_string: str | None) -> RecordedRuns:
     ours = ours.assign(arm=ours[arm_column],
                        seed=pd.to_numeric(ours.get(f"params.{record.PARAM_SEED}"),
                                           errors="coerce"))
+    ours, impossible = possible_values(ours)
+    if ours.empty:
+        raise CompareError(f"every run of '{experiment}' holds impossible values: "
+                           f"{impossible[0].split(': ', 1)[1]}")
     ours, split = split_mixed_arms(ours)
     ours, repeated = newest_per_seed(ours)
-    return RecordedRuns(ours.reset_index(drop=True), left_out, split + repeated)
+    return RecordedRuns(ours.reset_index(drop=True), left_out, impossible + split + repeated)
 
 
 @dataclass(frozen=True)
