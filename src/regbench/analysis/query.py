@@ -226,8 +226,7 @@ def fetch_runs(experiment: str, filter_string: str | None) -> RecordedRuns:
                                           errors="coerce"))
     ours, impossible = possible_values(ours)
     if ours.empty:
-        raise CompareError(f"every run of '{experiment}' holds impossible values: "
-                           f"{impossible[0].split(': ', 1)[1]}")
+        raise CompareError(f"no run of '{experiment}' is left to compare: {impossible[0]}")
     ours, split = split_mixed_arms(ours)
     ours, repeated = newest_per_seed(ours)
     return RecordedRuns(ours.reset_index(drop=True), left_out, impossible + split + repeated)
@@ -322,7 +321,6 @@ def _sql_bands(store, run_ids: list[str], progress: Callable[[int], object]) -> 
     """metric -> CurveBand of the runs ``run_ids``, computed by the database: count, sum,
     minimum and maximum of the non-NaN values per metric and step, one query per chunk of runs,
     the chunks' aggregates then combined (mean = total sum / total count)."""
-    import numpy as np
     import sqlalchemy
     from mlflow.store.tracking.dbmodels.models import SqlMetric
 

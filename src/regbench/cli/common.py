@@ -17,11 +17,10 @@ EXIT_BAD_INPUT = 2
 PROGRAM = "regbench"
 
 
-def command_line(command: str, argv: list[str] | None) -> str:
+def command_line(command: str, argv: list[str]) -> str:
     """The command a tool was run as, to be written into what it produces:
-    ``regbench <command> <arguments>`` (``argv`` None: this process's own arguments)."""
-    arguments = sys.argv[1:] if argv is None else argv
-    return shlex.join([PROGRAM, *command.split(), *arguments])
+    ``regbench <command> <argv>``, quoted as a shell would need it."""
+    return shlex.join([PROGRAM, command, *argv])
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:

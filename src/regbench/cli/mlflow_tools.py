@@ -13,7 +13,7 @@ from regbench.locations import default_tracking_uri
 HOST = "127.0.0.1"
 
 
-def _mlflow() -> str:
+def mlflow_command() -> str:
     """The ``mlflow`` command of this environment (beside this Python), else the PATH's."""
     beside = os.path.join(os.path.dirname(sys.executable), "mlflow")
     return beside if os.access(beside, os.X_OK) else (shutil.which("mlflow") or "mlflow")
@@ -31,7 +31,7 @@ def ui(argv: list[str]) -> int:
     parser = common.ArgumentParser(prog="regbench ui", description="MLflow's UI over the store")
     parser.add_argument("--port", type=int, default=5000)
     args = parser.parse_args(argv)
-    return _replace_process([_mlflow(), "ui", "--backend-store-uri", default_tracking_uri(),
+    return _replace_process([mlflow_command(), "ui", "--backend-store-uri", default_tracking_uri(),
                              "--host", HOST, "--port", str(args.port)])
 
 
@@ -41,5 +41,6 @@ def serve(argv: list[str]) -> int:
     parser.add_argument("run_id")
     parser.add_argument("--port", type=int, default=5000)
     args = parser.parse_args(argv)
-    return _replace_process([_mlflow(), "models", "serve", "-m", f"runs:/{args.run_id}/model",
-                             "--env-manager", "local", "--host", HOST, "--port", str(args.port)])
+    return _replace_process([mlflow_command(), "models", "serve", "-m",
+                             f"runs:/{args.run_id}/model", "--env-manager", "local", "--host",
+                             HOST, "--port", str(args.port)])

@@ -82,5 +82,11 @@ def composed_or_exit(*arguments: str) -> list[DictConfig]:
 def experiment_or_exit(preset: str, extra: tuple[str, ...]) -> str:
     """The experiment of a path of ``preset`` under ``extra`` (``presets.experiment_name``),
     the overrides checked first (``composed_or_exit``)."""
-    composed_or_exit(f"experiment={preset}", *extra)
-    return presets.experiment_name(preset, extra)
+    return presets.experiment_of(preset, composed_or_exit(f"experiment={preset}", *extra)[0])
+
+
+def options_or_exit(preset: str, names: tuple[str, ...], extra: tuple[str, ...]) -> None:
+    """A path's jobs on ``preset`` composed for each option of ``names`` and for ``none``
+    (``composed_or_exit``) before it calibrates or trains any."""
+    for name in (*names, presets.CONTROL):
+        composed_or_exit(f"experiment={preset}", f"regularizer={name}", *extra)

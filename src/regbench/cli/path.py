@@ -48,8 +48,7 @@ def parser() -> argparse.ArgumentParser:
 def run_step(args: argparse.Namespace, extra: tuple[str, ...]) -> int:
     """Train the path (calibrating each grid the preset does not pin)."""
     chosen = args.regularizers or presets.default_options(args.experiment)
-    for option in (*chosen, presets.CONTROL):
-        options.composed_or_exit(f"experiment={args.preset}", f"regularizer={option}", *extra)
+    options.options_or_exit(args.preset, tuple(chosen), extra)
     try:
         found, calibrations = path.grids(args.preset, chosen, extra, args.tracking_uri,
                                          args.experiment)

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from regbench.cli import common
+from regbench.cli.mlflow_tools import mlflow_command
 from regbench.locations import MLRUNS_DIR
 
 DATABASE = "regbench"
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = args.dir.absolute()
     data = start_postgres(folder, args.pg_port)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    mlflow = Path(sys.executable).with_name("mlflow")
+    mlflow = Path(mlflow_command())
     command = [str(mlflow), "server",
                "--backend-store-uri",
                f"postgresql+psycopg2://postgres@127.0.0.1:{args.pg_port}/{DATABASE}",

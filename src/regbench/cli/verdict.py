@@ -70,8 +70,7 @@ def main(argv: list[str]) -> int:
     if reason := unwritable_folder(out):
         common.fail(f"--out {out}: cannot be created, {reason}")
     shown = (option.name, verdict.BASELINE)
-    for name in (*shown, presets.CONTROL):
-        options.composed_or_exit(f"experiment={args.preset}", f"regularizer={name}", *extra)
+    options.options_or_exit(args.preset, shown, extra)
     try:
         grids, _ = path.grids(args.preset, list(shown), extra, args.tracking_uri, experiment)
     except (ConfigError, StoreError) as error:

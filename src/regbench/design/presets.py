@@ -58,16 +58,22 @@ def probe_config(preset: str, option: str, extra: tuple[str, ...]):
 
 def experiment_name(preset: str, extra: tuple[str, ...]) -> str:
     """The experiment a path of ``preset`` trains into under the overrides ``extra`` (and its
-    report folder): the preset's name when the data and model are the preset's own; else
+    report folder): ``experiment_of`` the config they compose."""
+    return experiment_of(preset, _composed(f"experiment={preset}", *extra))
+
+
+def experiment_of(preset: str, cfg) -> str:
+    """The experiment of a path of ``preset`` whose runs are composed as ``cfg``: the preset's
+    name when the data and model are the preset's own; else
     ``<preset>-<data>-<model>-<6 hex digits of their config>``, so that a path on other data
     or another model never mixes with the preset's runs or report, and the grids the preset
     pins (for its own data) are not used (``PINNED_GRIDS`` is looked up by this name)."""
     def parts(cfg) -> dict:  # the seed's own keys (data.split_seed follows it) left out
-        flat = flatten(OmegaConf.to_container(cfg, resolve=True))
-        return {key: value for key, value in flat.items()
-                if key.split(".")[0] in RUN_PARTS and key not in SEED_PARAMS}
+        flat = flatten({part: OmegaConf.to_container(cfg[part], resolve=True)
+                        for part in RUN_PARTS})
+        return {key: value for key, value in flat.items() if key not in SEED_PARAMS}
 
-    trained = parts(_composed(f"experiment={preset}", *extra))
+    trained = parts(cfg)
     if trained == parts(_composed(f"experiment={preset}")):
         return preset
     digest = hashlib.sha256(json.dumps(trained, sort_keys=True).encode()).hexdigest()[:6]

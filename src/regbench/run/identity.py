@@ -42,8 +42,8 @@ from pathlib import Path
 
 from regbench import record
 from regbench.config import registry
+from regbench.locations import PACKAGE_DIR
 
-PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/regbench
 # the modules of src/regbench whose code decides what a run computes (module docstring), by
 # name -> their file in the package
 TRAINING_MODULES = {"data": "run/data.py", "models": "run/models.py",
