@@ -65,7 +65,7 @@ train: $(STAMP) ## train one run (key=value overrides go to Hydra)
 	$(REGBENCH) train $(HYDRA_OVERRIDES) $(ARGS)
 
 sweep: $(STAMP) ## a multirun grid, e.g. make sweep regularizer=l2,custom seed=0,1,2
-	$(REGBENCH) train -m $(HYDRA_OVERRIDES) $(ARGS)
+	$(REGBENCH) sweep $(HYDRA_OVERRIDES) $(ARGS)
 
 compare: $(STAMP) ## the comparison table of the recorded runs (options: ARGS="--help")
 	$(REGBENCH) compare $(ARGS)

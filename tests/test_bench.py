@@ -34,7 +34,7 @@ def test_one_tiny_figure_end_to_end(tmp_path):
 
 
 @pytest.mark.parametrize(("only", "groups"), [
-    (None, ["step", "epoch", "store", "startup", "process"]),
+    (None, ["step", "epoch", "store", "startup", "process", "overhead"]),
     (frozenset({5}), ["startup"]),
     (frozenset({4}), ["epoch", "store"]),
     (frozenset({1, 7}), ["step", "epoch", "process"]),
@@ -55,12 +55,13 @@ def test_a_selection_runs_the_groups_its_figures_need(bench_run, monkeypatch, tm
     monkeypatch.setattr(bench_run, "store_figures", group("store", (4,)))
     monkeypatch.setattr(bench_run, "startup_figures", group("startup", (5,)))
     monkeypatch.setattr(bench_run, "process_figures", group("process", (6, 7)))
+    monkeypatch.setattr(bench_run, "overhead_figures", group("overhead", (8,)))
     figures = bench_run.measure(True, tmp_path, only)
     assert ran == groups
-    assert sorted({f.number for f in figures}) == sorted(only or range(1, 8))
+    assert sorted({f.number for f in figures}) == sorted(only or range(1, 9))
 
 
 def test_the_benchmark_is_split_by_what_it_measures():
-    for module in ("run", "figures", "steps", "store_reads", "processes"):
+    for module in ("run", "figures", "steps", "store_reads", "processes", "overhead"):
         lines = (BENCH / f"{module}.py").read_text().count("\n")
         assert lines <= 300, f"bench/{module}.py has {lines} lines"

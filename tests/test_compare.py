@@ -578,3 +578,70 @@ def test_runs_with_impossible_values_are_left_out_and_named(tmp_path):
         "test_total_loss=inf")
     comparison = summarise(recorded, "none", {}, ())
     assert recorded.notes[0] in comparison.warnings  # the report prints each
+
+
+def test_a_comparison_run_carries_its_process_and_ends_killed_when_interrupted(tmp_path,
+                                                                              monkeypatch):
+    """A report's run in regbench-comparisons is closed as a training run is: host and pid
+    tags (``runs --stale`` can find it), FINISHED, or KILLED on Ctrl-C while it logs."""
+    from regbench.analysis import publish
+
+    uri = sqlite_uri(tmp_path)
+    page = tmp_path / "comparison.md"
+    page.write_text("a report\n")
+    finished = publish.log_report([page], uri, "compare-x", {"report": "compare"})
+    client = MlflowClient()
+    run = client.get_run(finished)
+    assert run.info.status == "FINISHED" and run.data.tags["pid"].isdigit() and run.data.tags[
+        "host"]
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt("signal SIGINT")
+
+    monkeypatch.setattr(mlflow, "log_artifact", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        publish.log_report([page], uri, "compare-y", {"report": "compare"})
+    interrupted = mlflow.search_runs(experiment_names=[publish.COMPARISONS_EXPERIMENT],
+                                     filter_string="attributes.run_name = 'compare-y'")
+    assert list(interrupted["status"]) == ["KILLED"]
+
+
+def test_per_seed_values_behind_every_verdict_are_published(store, tmp_path):
+    """per_seed.csv: one row per run and tested metric, the values the statistics read."""
+    assert compare.main(["--tracking-uri", sqlite_uri(store), "--out", str(tmp_path),
+                         "--no-log"]) == 0
+    rows = pd.read_csv(tmp_path / "per_seed.csv")
+    assert list(rows.columns) == list(report.PER_SEED_COLUMNS)
+    for arm, (_, seeds, accuracy, data_loss) in ARMS.items():
+        for metric, values in (("test_accuracy", accuracy), ("test_data_loss", data_loss)):
+            got = rows[(rows["arm"] == arm) & (rows["metric"] == metric)].sort_values("seed")
+            assert list(got["seed"]) == list(seeds)
+            assert np.allclose(got["value"], values), (arm, metric)
+    assert rows["run_id"].str.len().eq(32).all()
+
+
+def test_a_report_is_written_whole_or_not_at_all(store, tmp_path, monkeypatch):
+    """An interrupted writing leaves the earlier report as it was and no temporary file; a
+    complete one leaves no file of the earlier report that it did not write again."""
+    arguments = ["--tracking-uri", sqlite_uri(store), "--out", str(tmp_path), "--no-log"]
+    assert compare.main(arguments) == 0
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    (tmp_path / "sequential.md").write_text("another report's file\n")
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt("signal SIGINT")
+
+    from regbench.run import plots
+
+    monkeypatch.setattr(plots, "plot_reliability", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        compare.main([*arguments, "--margin", "test_accuracy=0.5"])  # a different report
+    after = {path.name: path.read_bytes() for path in tmp_path.iterdir()
+             if path.name != "sequential.md"}
+    assert after == before  # comparison.md, csv, plots: all the earlier ones, nothing staged
+    monkeypatch.undo()
+    (tmp_path / "reliability.png").unlink()
+    (tmp_path / "stale.png").write_bytes(b"not the report's")
+    assert compare.main(arguments) == 0
+    assert (tmp_path / "reliability.png").exists() and (tmp_path / "stale.png").exists()
+    assert (tmp_path / "sequential.md").read_text() == "another report's file\n"

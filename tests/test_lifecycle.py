@@ -139,6 +139,33 @@ def test_stale_runs_are_found_and_marked_killed(tmp_path, capsys):
     assert "KILLED" in capsys.readouterr().out
 
 
+def test_marking_stale_runs_on_a_store_that_cannot_be_written_is_one_line(tmp_path, capsys,
+                                                                         monkeypatch):
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    mlflow.set_tracking_uri(sqlite_uri(tmp_path))
+    experiment_id = mlflow.create_experiment("regbench")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = MlflowClient().create_run(experiment_id, tags={"host": socket.gethostname(),
+                                                           "pid": str(dead.pid)})
+
+    def disk_full(*args, **kwargs):
+        raise OperationalError("UPDATE runs", {}, sqlite3.OperationalError(
+            "database or disk is full"))
+
+    monkeypatch.setattr(MlflowClient, "set_tag", disk_full)
+    with pytest.raises(SystemExit) as exited:
+        runs_cli.main(["--tracking-uri", sqlite_uri(tmp_path), "--stale", "--mark-killed"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"error: the tracking store refused to mark run {stale.info.run_id} "
+                          "KILLED (") and "database or disk is full" in err
+    assert "1 run(s) are still RUNNING" in err
+
+
 @pytest.mark.long
 def test_deterministic_runs_repeat_exactly(tmp_path):
     for _ in range(2):
@@ -326,10 +353,37 @@ def test_an_interrupt_swallowed_where_it_landed_still_stops_the_run_killed(tmp_p
     assert runs(tmp_path).iloc[0]["status"] == "KILLED"
 
 
+def test_an_interrupt_that_surfaced_as_another_error_ends_the_run_killed(tmp_path, monkeypatch):
+    """A KeyboardInterrupt raised inside C code can come out as a SystemError ("bad argument to
+    internal function"): with an interrupt requested, that error is the interrupt, and the run
+    ends KILLED, not FAILED."""
+    from regbench import processes
+    from regbench.design import sweep
+    from regbench.run import training
+
+    def interrupted_in_c(*args):
+        try:
+            signal.raise_signal(signal.SIGTERM)  # recorded; its handler raises KeyboardInterrupt
+        except KeyboardInterrupt:
+            pass  # ... which the C code it landed in turned into another error
+        raise SystemError("Objects/listobject.c:338: bad argument to internal function")
+
+    monkeypatch.setattr(training, "_final_metrics", interrupted_in_c)
+    previous = {signum: signal.getsignal(signum) for signum in processes.INTERRUPTS}
+    try:
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+            sweep.train(_smoke_config(tmp_path), None, 1)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    run = runs(tmp_path).iloc[0]
+    assert run["status"] == "KILLED" and run["tags.error_type"] == "SystemError"
+
+
 def test_signals_held_are_delivered_after_the_block_even_with_other_threads():
     import threading
 
-    from regbench.run.tracking import signals_held
+    from regbench.processes import signals_held
 
     stop = threading.Event()
     worker = threading.Thread(target=stop.wait)  # a second thread, as TensorFlow's
@@ -398,16 +452,16 @@ def _three_epochs(store):
 
 def test_an_epoch_the_store_dropped_is_logged_again_before_finished(tmp_path, monkeypatch,
                                                                     caplog):
-    from regbench.run.tracking import ASYNC_QUEUE_LOGGER
     from regbench.run.training import train_and_evaluate
 
     refused = _store_refusing(monkeypatch, times=1)
-    with caplog.at_level("ERROR", logger=ASYNC_QUEUE_LOGGER):
+    with caplog.at_level("WARNING", logger="regbench.run.callbacks"):
         result = train_and_evaluate(_three_epochs(tmp_path), threads=1)
     assert refused  # the fault happened
-    said = [r.getMessage() for r in caplog.records if r.name == ASYNC_QUEUE_LOGGER]
-    assert said and all("\n" not in line and line.endswith(
-        "(regbench logs it again before the run ends)") for line in said), said
+    said = [r.getMessage() for r in caplog.records if r.name == "regbench.run.callbacks"]
+    assert len(said) == 1 and "\n" not in said[0], said  # one line, for the one refusal
+    assert said[0].startswith("the store refused epoch 1's metrics (") and said[0].endswith(
+        "regbench logs them again before the run ends"), said
     history = MlflowClient().get_metric_history(result.run_id, "val_accuracy")
     assert sorted(point.step for point in history) == [0, 1, 2]
     assert runs(tmp_path).iloc[0]["status"] == "FINISHED"

@@ -10,10 +10,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from helpers import QUIET_TENSORFLOW, sqlite_uri, wait_for_training_runs
-from regbench import processes, record
+from regbench import record
 from regbench.analysis import query
 from regbench.cli.main import dispatch
-from regbench.design import path, presets
+from regbench.design import path, pool, presets
 from regbench.run import identity
 
 
@@ -65,15 +65,14 @@ def test_a_tiny_path_its_report_and_the_tuned_comparison(tmp_path, capsys, monke
     """The path trained into the preset's experiment, its report, and ``tuned``: the selected
     strengths against none on fresh seeds from 100, in rounds (here one look of 2 seeds)."""
     uri = sqlite_uri(tmp_path)
-    # each multirun's jobs one after another in its own process (no worker processes to start)
-    overrides = ("data=synthetic", "trainer=smoke", "model=mlp_small", "hydra/launcher=basic")
+    overrides = ("data=synthetic", "trainer=smoke", "model=mlp_small")
     extra = (*overrides, f"mlflow.tracking_uri={uri}", f"hydra.sweep.dir={tmp_path / 'path'}")
     grids = {"l2": (1e-4, 1e-2), "custom_columns": (1.0, 100.0)}
     preset = "path_mnist_small"
     experiment = presets.experiment_name(preset, overrides)  # not the preset's data: its own
     assert experiment.startswith(f"{preset}-synthetic-mlp_small-")
     commands = path.train_commands(preset, grids, (0, 1), experiment, extra)
-    assert len(commands) == 3 and processes.run_commands(commands) == 0
+    assert len(commands) == 3 and pool.run_commands(commands) == 0  # the module's workers
     assert [command[-2:] for command in path.train_commands(
         preset, grids, (0, 1), preset, extra, frozenset({"l2", "none"}))] == [
         ["regularizer=l2", "regularizer.weight=0.0001,0.01"],
@@ -81,7 +80,7 @@ def test_a_tiny_path_its_report_and_the_tuned_comparison(tmp_path, capsys, monke
     monkeypatch.setattr(path, "SELECTION_SEEDS", (0, 1))
     capsys.readouterr()
     assert path.train_path(preset, grids, extra, experiment) == 0  # resumed: every job has its run
-    assert "3 of 3 multiruns not started" in capsys.readouterr().err
+    assert "every job of the round has a FINISHED run: nothing started" in capsys.readouterr().err
 
     mlflow.set_tracking_uri(uri)
     assert dispatch(["path", "report", preset, "--tracking-uri", uri, "--out",

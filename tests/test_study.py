@@ -100,14 +100,14 @@ def test_the_command_trains_the_preset_on_each_look_s_seeds(tmp_path, monkeypatc
     (tmp_path / "mlruns").mkdir()
     launched = []
 
-    def record_instead_of_training(commands):
+    def record_instead_of_training(commands, label):
         launched.extend(commands)
         values = {key: value.split(",") for key, value in (
             a.split("=", 1) for a in commands[0] if a.startswith(("seed=", "regularizer=")))}
         record_round(uri, "grown", [int(s) for s in values["seed"]], values.get("regularizer"))
         return 0
 
-    monkeypatch.setattr(study.processes, "run_commands", record_instead_of_training)
+    monkeypatch.setattr(study.pool, "run_commands", record_instead_of_training)
     assert dispatch(["study", "l2_vs_custom", "--experiment", "grown", "--first", "2",
                      "--step", "1", "--max-seeds", "3", "--tracking-uri", uri, "--out",
                      str(tmp_path / "report"), "trainer.epochs=3"]) == 0

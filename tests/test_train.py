@@ -46,7 +46,8 @@ def test_a_run_holds_exactly_the_contracts_names(smoke_store):
     assert {t for t in recorded.tags if not t.startswith("mlflow.")} == set(record.RUN_TAGS)
     assert recorded.tags[record.TAG_ARM] == "l2-0.0001" and len(
         recorded.tags[record.TAG_DATA_SHA256]) == 64
-    assert set(recorded.metrics) == set(record.EPOCH_METRICS) | set(record.FINAL_METRICS)
+    assert set(recorded.metrics) == (set(record.EPOCH_METRICS) | set(record.FINAL_METRICS)
+                                     | set(record.PHASE_METRICS))
     for metric in record.EPOCH_METRICS:
         points = client.get_metric_history(run.run_id, metric)
         assert sorted(p.step for p in points) == [0, 1], metric

@@ -5,7 +5,10 @@ The configs (``conf/``) are package data, found with ``importlib.resources``. Th
 which holds ``data/``, ``mlruns/`` and ``reports/``, is ``$REGBENCH_HOME`` when set; else the
 checkout the package was installed from editable (the folder above ``src/`` that holds
 ``pyproject.toml``); else, for a package installed into site-packages, the current directory.
+A report's files are written whole or not at all (``ReportFiles``).
 """
+
+from __future__ import annotations
 
 import fcntl
 import os
@@ -13,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
+
+from regbench.processes import signals_held
 
 PACKAGE_DIR = Path(str(files("regbench")))
 CONF_DIR = PACKAGE_DIR / "conf"
@@ -65,3 +70,54 @@ def file_lock(lock_file: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class ReportFiles:
+    """The files of one report in ``folder``, written whole or not at all.
+
+    ``with ReportFiles(folder, owned) as stage:`` the block writes each file to ``stage(name)``,
+    a temporary name beside ``folder/name`` (same suffix, so that a plot's format is still
+    read from it). When the block completes, every staged file replaces its target
+    (``os.replace``, atomic per file) with SIGINT and SIGTERM held until the last is in place,
+    and a file of ``owned`` (the report's names) that this writing did not stage is removed,
+    so no file of an earlier report is left beside the new ones. When the block raises, the
+    staged files are removed and the earlier report stays as it was. ``written``: the final
+    paths, in staging order."""
+
+    def __init__(self, folder: Path, owned: tuple[str, ...] = ()):
+        self.folder, self.owned = folder, owned
+        self.token = os.urandom(4).hex()
+        self.staged: dict[Path, Path] = {}
+
+    def __call__(self, name: str) -> Path:
+        target = self.folder / name
+        temporary = target.with_name(f".{target.stem}.{self.token}{target.suffix}")
+        self.staged[target] = temporary
+        return temporary
+
+    @property
+    def written(self) -> list[Path]:
+        return list(self.staged)
+
+    def __enter__(self) -> ReportFiles:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is not None:
+            for temporary in self.staged.values():
+                temporary.unlink(missing_ok=True)
+            return
+        with signals_held():
+            for target, temporary in self.staged.items():
+                os.replace(temporary, target)
+            for name in self.owned:
+                if self.folder / name not in self.staged:
+                    (self.folder / name).unlink(missing_ok=True)
+
+
+def write_whole(path: Path, text: str) -> Path:
+    """Write a one-file report whole or not at all (``ReportFiles``)."""
+    with ReportFiles(path.parent) as stage:
+        stage(path.name).write_text(text)
+    return path

@@ -3,11 +3,13 @@ TensorFlow start-up. The commands (``regbench.cli``) and the library both use it
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -69,6 +71,29 @@ def signals_as_interrupt() -> Iterator[None]:
                 signal.signal(signum, handler)
 
 
+@contextmanager
+def signals_held():
+    """SIGINT and SIGTERM arriving while the block runs are held, then delivered to the
+    handlers that were in place, once each, after it: for code that closes a run and must not
+    be cut short. (Blocking them with ``pthread_sigmask`` would not hold them: in a process with
+    other threads, TensorFlow's or MLflow's, the kernel hands the signal to one of those and
+    Python runs the handler in the main thread all the same.) A no-op outside the main thread,
+    where handlers cannot be changed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: held.append(signum))
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        for signum in dict.fromkeys(held):
+            signal.raise_signal(signum)
+
+
 def run_commands(commands: list[list[str]]) -> int:
     """Run the commands one after another; the worst exit code (a command ended by signal N
     counts as 128 + N, as a shell says). A Ctrl-C or SIGTERM stops at once: the running command
@@ -92,9 +117,10 @@ def run_commands(commands: list[list[str]]) -> int:
     return worst
 
 
-def import_tensorflow_quietly() -> None:
+def import_tensorflow_quietly(threads: int | None = None) -> None:
     """Import TensorFlow with its C++ start-up lines (TENSORFLOW_STARTUP_LINES) left out of
-    stderr; anything else it prints is passed on. No-op once TensorFlow is imported.
+    stderr; anything else it prints is passed on; ``threads``: its intra- and inter-op thread
+    counts, set before its first op fixes them. No-op once TensorFlow is imported.
 
     Nothing cleaner silences them in TensorFlow 2.21: they are printed from C++ while the
     library loads, so this captures file descriptor 2 for the duration of the import.
@@ -107,7 +133,11 @@ def import_tensorflow_quietly() -> None:
     with tempfile.TemporaryFile() as capture:
         os.dup2(capture.fileno(), 2)
         try:
-            import tensorflow  # noqa: F401
+            import tensorflow
+
+            if threads:
+                tensorflow.config.threading.set_intra_op_parallelism_threads(threads)
+                tensorflow.config.threading.set_inter_op_parallelism_threads(threads)
             tensorflow.constant(0)  # the first op initialises the devices (and their logs)
         finally:
             os.dup2(saved, 2)
@@ -116,3 +146,15 @@ def import_tensorflow_quietly() -> None:
             for line in capture.read().decode(errors="replace").splitlines(keepends=True):
                 if not line.startswith(TENSORFLOW_STARTUP_LINES):
                     sys.stderr.write(line)
+    tensorflow.get_logger().addFilter(_NotRetracing())
+
+
+class _NotRetracing(logging.Filter):
+    """Drops TensorFlow's "N out of the last M calls to <function ...> triggered tf.function
+    retracing" warning. Its detector counts traces per Python function's code object over the
+    whole process, and Keras makes each model's train, test and predict functions from one
+    closure: a process that trains its fifth model (a worker of a multirun or of the pool),
+    each function traced once per input shape, is told it retraces too often."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()

@@ -96,6 +96,14 @@ PENALTY_LOSS_SHARE, PENALTY_GRADIENT_SHARE = "penalty_loss_share", "penalty_grad
 FINAL_METRICS = (TEST_ACCURACY, TEST_DATA_LOSS, TEST_TOTAL_LOSS, TEST_PENALTY, TEST_ECE,
                  TEST_BRIER, BEST_EPOCH, EPOCHS_TRAINED, TRAIN_SECONDS, PENALTY_LOSS_SHARE,
                  PENALTY_GRADIENT_SHARE)
+# where a run's wall time went besides model.fit (TRAIN_SECONDS): seconds_<phase>, logged with
+# the final metrics (``make bench`` splits a run by them). config: validation and the
+# regularizer's checks; data: reading and splitting; store: connecting and the experiment;
+# model: building and compiling; epoch_metrics: the store's copy of every epoch checked;
+# evaluate: the test pass and the penalty's shares; plots; save_model: the MLflow model.
+PHASES = ("config", "data", "store", "model", "epoch_metrics", "evaluate", "plots",
+          "save_model")
+PHASE_METRICS = tuple(f"seconds_{phase}" for phase in PHASES)
 
 # artifacts
 CONFIG_ARTIFACT = "config.yaml"

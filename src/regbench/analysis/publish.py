@@ -13,7 +13,7 @@ from pathlib import Path
 from regbench.analysis import query, report
 from regbench.analysis.comparison import Comparison, Target, summarise
 from regbench.run import store
-from regbench.run.tracking import git_commit
+from regbench.run.tracking import git_commit, recorded_run
 
 COMPARISONS_EXPERIMENT = "regbench-comparisons"
 MAX_TAG_LENGTH = 8000
@@ -21,11 +21,14 @@ MAX_TAG_LENGTH = 8000
 
 def log_report(paths: list[Path], tracking_uri: str | None, run_name: str,
                tags: dict[str, str]) -> str:
-    """Log report files as a run of COMPARISONS_EXPERIMENT with ``tags``; return its id."""
+    """Log report files as a run of COMPARISONS_EXPERIMENT with ``tags``; return its id. The
+    run is closed as a training run is (``tracking.recorded_run``: host and pid tags, KILLED on
+    an interrupt, FAILED on an error), so ``runs --stale --mark-killed`` can close one whose
+    process died."""
     import mlflow
 
     experiment_id = store.use_store(tracking_uri, COMPARISONS_EXPERIMENT)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
+    with recorded_run(experiment_id, run_name, tags) as run:
         for path in paths:
             mlflow.log_artifact(str(path))
     return run.info.run_id

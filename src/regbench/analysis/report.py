@@ -6,6 +6,7 @@ a store or changes its inputs, and the text does not depend on the order of the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from regbench import record
 from regbench.analysis import query, stats
 from regbench.analysis.comparison import SUMMARY_METRICS, TESTED, Comparison, by_seed
 from regbench.analysis.query import RunArtifacts
+from regbench.locations import ReportFiles
 
 HEADERS = {
     record.TEST_ACCURACY: "test accuracy",
@@ -26,7 +28,8 @@ HEADERS = {
     record.TEST_BRIER: "Brier",
     record.EPOCHS_TRAINED: "epochs",
 }
-REPORT_FILES = ("comparison.md", "comparison.csv", "compared_run_ids.txt")
+REPORT_FILES = ("comparison.md", "comparison.csv", "per_seed.csv", "compared_run_ids.txt")
+PER_SEED_COLUMNS = ("arm", "seed", "metric", "value", "run_id", "code_identity")
 PLOT_FILES = ("learning_curves.png", "test_accuracy_per_seed.png", "reliability.png")
 DIFFERENCE_FIELDS = ("paired", "identical", "left_out", "nan_dropped", "estimate", "low", "high",
                      "p_value", "p_permutation", "permutation_exact", "p_verdict", "p_adjusted",
@@ -248,9 +251,10 @@ def csv_frame(comparison: Comparison) -> pd.DataFrame:
     return frame
 
 
-def write_plots(comparison: Comparison, artifacts: RunArtifacts, folder: Path) -> list[Path]:
+def write_plots(comparison: Comparison, artifacts: RunArtifacts,
+                stage: Callable[[str], Path]) -> None:
     """Learning curves (mean over seeds, min-max band), test accuracy per seed, and the arms'
-    pooled reliability diagrams (of the runs that have bins)."""
+    pooled reliability diagrams (of the runs that have bins), each to ``stage(file name)``."""
     from regbench.run.metrics import ReliabilityBins
     from regbench.run.plots import plot_learning_curves, plot_per_seed, plot_reliability
 
@@ -264,20 +268,31 @@ def write_plots(comparison: Comparison, artifacts: RunArtifacts, folder: Path) -
             bins[arm] = ReliabilityBins.pooled(parts)
         per_seed[arm] = by_seed(group, record.TEST_ACCURACY)
     learning, per_seed_file, reliability = PLOT_FILES
-    paths = [plot_learning_curves(curves, folder / learning),
-             plot_per_seed(per_seed, record.TEST_ACCURACY, folder / per_seed_file)]
+    plot_learning_curves(curves, stage(learning))
+    plot_per_seed(per_seed, record.TEST_ACCURACY, stage(per_seed_file))
     if bins:
-        paths.append(plot_reliability(bins, folder / reliability))
-    return paths
+        plot_reliability(bins, stage(reliability))
+
+
+def per_seed_frame(comparison: Comparison) -> pd.DataFrame:
+    """The values behind every verdict of the comparison, one row per run and TESTED metric:
+    arm, seed, metric, value, run_id, code_identity (``query.code_identities``)."""
+    runs = comparison.runs.assign(code_identity=query.code_identities(comparison.runs))
+    rows = [runs.assign(metric=metric, value=runs[f"metrics.{metric}"])[list(PER_SEED_COLUMNS)]
+            for metric in TESTED if f"metrics.{metric}" in runs]
+    return pd.concat(rows, ignore_index=True).sort_values(["metric", "arm", "seed"])
 
 
 def write_report(comparison: Comparison, artifacts: RunArtifacts, folder: Path,
                  header: str = "") -> list[Path]:
-    """comparison.md (starting with ``header``), comparison.csv, compared_run_ids.txt and the
-    plots in ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    text, table, ids = (folder / name for name in REPORT_FILES)
-    text.write_text(markdown(comparison, artifacts, header))
-    csv_frame(comparison).to_csv(table, index=False)
-    ids.write_text("\n".join(comparison.runs["run_id"]) + "\n")
-    return [text, table, ids, *write_plots(comparison, artifacts, folder)]
+    """comparison.md (starting with ``header``), comparison.csv, per_seed.csv,
+    compared_run_ids.txt and the plots in ``folder``, written whole or not at all
+    (``locations.ReportFiles``); their paths."""
+    text, table, per_seed, ids = REPORT_FILES
+    with ReportFiles(folder, REPORT_FILES + PLOT_FILES) as stage:
+        stage(text).write_text(markdown(comparison, artifacts, header))
+        csv_frame(comparison).to_csv(stage(table), index=False)
+        per_seed_frame(comparison).to_csv(stage(per_seed), index=False)
+        stage(ids).write_text("\n".join(comparison.runs["run_id"]) + "\n")
+        write_plots(comparison, artifacts, stage)
+    return stage.written

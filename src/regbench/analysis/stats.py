@@ -64,6 +64,7 @@ resampling each arm separately, as rliable does.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from dataclasses import dataclass, replace
@@ -203,12 +204,26 @@ def holm(p_values: list[float]) -> list[float]:
     return adjusted.tolist()
 
 
+@contextlib.contextmanager
+def _constant_samples_allowed():
+    """scipy's t-tests warn "Precision loss occurred in moment calculation" on a sample whose
+    values are all equal (seeds tied, or arms equal on every seed): the variance it computes
+    is round-off, ~1e-33, instead of 0. Its answer is still the exact one for no spread (an
+    interval of zero width, p near 0, or NaN for no difference), which the callers handle, so
+    that warning, and only it, is not passed on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Precision loss occurred in moment calculation",
+                                RuntimeWarning)
+        yield
+
+
 def _t_test(a: np.ndarray, r: np.ndarray, paired: bool, shift: float = 0.0,
             alternative: str = "two-sided"):
     """The paired or Welch t-test of mean difference = ``shift``."""
-    if paired:
-        return stats.ttest_rel(a - shift, r, alternative=alternative)
-    return stats.ttest_ind(a - shift, r, equal_var=False, alternative=alternative)
+    with _constant_samples_allowed():
+        if paired:
+            return stats.ttest_rel(a - shift, r, alternative=alternative)
+        return stats.ttest_ind(a - shift, r, equal_var=False, alternative=alternative)
 
 
 def t_interval(a: np.ndarray, r: np.ndarray, paired: bool) -> tuple[float, float, float]:
@@ -223,7 +238,8 @@ def mean_interval(values: np.ndarray) -> tuple[float, float]:
     (``scipy.stats.ttest_1samp``); NaN with fewer than two values."""
     if len(values) < 2:
         return np.nan, np.nan
-    interval = stats.ttest_1samp(values, 0.0).confidence_interval(CONFIDENCE)
+    with _constant_samples_allowed():
+        interval = stats.ttest_1samp(values, 0.0).confidence_interval(CONFIDENCE)
     return float(interval.low), float(interval.high)
 
 

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from regbench.cli import common, options
-from regbench.locations import REPORTS_DIR
+from regbench.locations import REPORTS_DIR, write_whole
 
 with common.collector_paused():
     from regbench.analysis.report import provenance
@@ -55,7 +55,6 @@ def main(argv: list[str]) -> int:
     text = header + calibrate.markdown(calibrations) + ("\n" + calibrate.pinned_markdown(
         calibrations, pinned, shares, no_ops) if pinned else "")
     out = (args.out or REPORTS_DIR / experiment) / "calibration.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    write_whole(out, text)
     print(text, end="")
     return 0

@@ -4,7 +4,7 @@ each commit the published reports were trained at (``regbench.run.identity``).""
 from __future__ import annotations
 
 from regbench.cli import common
-from regbench.locations import PROJECT_ROOT, REPORTS_DIR
+from regbench.locations import PROJECT_ROOT, REPORTS_DIR, write_whole
 from regbench.run.identity import published_markdown
 
 
@@ -13,6 +13,6 @@ def main(argv: list[str]) -> int:
                             description=__doc__.splitlines()[0]).parse_args(argv)
     out = REPORTS_DIR / "code-identities.md"
     text = published_markdown(REPORTS_DIR, PROJECT_ROOT)
-    out.write_text(text)
+    write_whole(out, text)
     print(text, end="")
     return 0

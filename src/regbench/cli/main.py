@@ -2,10 +2,11 @@
 
 Each command is a module of ``regbench.cli`` with ``main(argv) -> exit code``; only the one
 asked for is imported, so ``regbench --help`` and a mistyped command answer at once. ``train``
-keeps every Hydra feature (``-m``, ``--cfg job``, overrides); ``sweep`` is ``train -m``;
-``tuned`` is ``path tuned``. argparse (the standard library's) parses the command's name and
-prints the list; each command parses its own arguments, so Hydra's grammar reaches ``train``
-untouched (a wrapping CLI library would parse or reject its ``key=value`` words)."""
+keeps every Hydra feature (``-m``, ``--cfg job``, overrides); ``sweep`` is ``train -m`` on the
+pool of workers; ``tuned`` is ``path tuned``. argparse (the standard library's) parses the
+command's name and prints the list; each command parses its own arguments, so Hydra's grammar
+reaches ``train`` untouched (a wrapping CLI library would parse or reject its ``key=value``
+words)."""
 
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ class Command:
 COMMANDS = {
     "train": Command("train one run, or a multirun with -m (Hydra overrides: key=value)",
                      "train:main"),
-    "sweep": Command("a multirun grid: train -m, e.g. regularizer=l2,custom seed=0,1,2",
-                     "train:main", ("-m",)),
+    "sweep": Command("a multirun grid on a pool of workers, e.g. regularizer=l2,custom "
+                     "seed=0,1,2", "train:sweep_main"),
     "compare": Command("the comparison of an experiment's arms, with its uncertainty",
                        "compare:main"),
     "path": Command("a strength path: run|report|tuned PRESET", "path:main"),

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from regbench.cli import common, options
-from regbench.locations import REPORTS_DIR, unwritable_folder
+from regbench.locations import REPORTS_DIR, unwritable_folder, write_whole
 
 with common.collector_paused():
     from regbench.analysis.publish import log_report
@@ -78,10 +78,9 @@ def tuned_step(args: argparse.Namespace, recorded: path.PathStudy, header: str,
         recorded, args.regularizers or presets.default_options(args.experiment), args.rule,
         args.experiment, every=bool(args.regularizers))
     out = args.out or REPORTS_DIR / tuned
-    out.mkdir(parents=True, exist_ok=True)
     chosen = path.selection_markdown(
         [s for s in recorded.selections if s.regularizer in chosen_grids], args.rule)
-    (out / "selection.md").write_text(header + chosen)
+    write_whole(out / "selection.md", header + chosen)
     print(chosen)
     return study.grow(
         lambda seeds, regularizers: path.train_commands(args.preset, chosen_grids, tuple(seeds),

@@ -75,9 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     print(table(runs))
     if args.mark_killed:
         client = MlflowClient()
-        for run_id in runs["run_id"]:
-            client.set_tag(run_id, record.TAG_KILLED_BY, "regbench-runs --stale --mark-killed")
-            client.set_terminated(run_id, record.KILLED)
+        for done, run_id in enumerate(runs["run_id"]):
+            try:
+                client.set_tag(run_id, record.TAG_KILLED_BY,
+                               "regbench-runs --stale --mark-killed")
+                client.set_terminated(run_id, record.KILLED)
+            except Exception as error:  # a full disk, a database gone read-only
+                common.fail(f"the tracking store refused to mark run {run_id} KILLED "
+                            f"({store.one_line(error)}); {len(runs) - done} run(s) are still "
+                            "RUNNING: run this again once the store can be written")
         print(f"marked {len(runs)} run(s) KILLED")
     return 0
 

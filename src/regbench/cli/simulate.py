@@ -7,6 +7,7 @@ from pathlib import Path
 
 from regbench.cli import common
 from regbench.design.simulation import REPORT, table
+from regbench.locations import write_whole
 from regbench.run.tracking import git_commit
 
 
@@ -15,8 +16,7 @@ def main(argv: list[str]) -> int:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPORT)
     args = parser.parse_args(argv)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(f"Written by `{common.command_line('simulate', argv)}` at commit "
-                        f"{git_commit()}, from simulated studies (no runs).\n\n" + table())
+    write_whole(args.out, f"Written by `{common.command_line('simulate', argv)}` at commit "
+                f"{git_commit()}, from simulated studies (no runs).\n\n" + table())
     print(args.out.read_text(), end="")
     return 0

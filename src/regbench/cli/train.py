@@ -74,25 +74,20 @@ def hydra_entry(cfg: DictConfig) -> float:
 def _train(cfg: DictConfig, parent_run_id: str | None, threads: int | None) -> float:
     """Train and print the result line; errors as one line and an exit code, except in a
     multirun, where a failed job returns NaN and the others go on."""
-    from regbench.design.sweep import in_sweep
+    from regbench.design import sweep
     from regbench.errors import DataError, StoreError
     from regbench.run.store import one_line
     from regbench.run.tracking import MetricsLost
 
     store_failures = _store_failures()
     try:
-        processes.import_tensorflow_quietly()
-        from regbench.run.training import train_and_evaluate
-
-        with processes.signals_as_interrupt():
-            result = train_and_evaluate(cfg, parent_run_id=parent_run_id, threads=threads,
-                                        stop_requested=processes.interrupt_requested)
+        result = sweep.train(cfg, parent_run_id, threads)
     except KeyboardInterrupt as interrupt:
         print(f"{common.interrupted_line(interrupt)}: the run is marked KILLED", file=sys.stderr)
         sys.exit(processes.EXIT_INTERRUPTED)
     except Exception as error:
-        if in_sweep():  # the job's run, if it exists, is closed; the parent counts the job
-            print(f"error: job failed: {type(error).__name__}: {error}", file=sys.stderr)
+        if sweep.in_sweep():  # the job's run, if it exists, is closed; the parent counts the job
+            print(sweep.failure_line(error), file=sys.stderr)
             return float("nan")
         if isinstance(error, (ConfigError, DataError, StoreError)):
             common.fail(str(error))
@@ -103,10 +98,7 @@ def _train(cfg: DictConfig, parent_run_id: str | None, threads: int | None) -> f
                      f"{one_line(error)}); the run is marked FAILED where the store still "
                      "answers")
         raise
-    metrics = result.metrics
-    print(f"{result.run_name}: test accuracy {metrics[record.TEST_ACCURACY]:.4f}, test data loss "
-          f"{metrics[record.TEST_DATA_LOSS]:.4f}, test total loss "
-          f"{metrics[record.TEST_TOTAL_LOSS]:.4f}")
+    print(sweep.result_line(result))
     return result.best_monitored
 
 
@@ -117,7 +109,7 @@ def _run_sweep() -> None:
     error where it landed (OmegaConf's clean-up fails on the config it was composing for the
     next job, and Hydra exits 1 on that error) still counts as the interrupt it was."""
     from regbench.design import sweep
-    from regbench.run.tracking import signals_held
+    from regbench.processes import signals_held
 
     with processes.signals_as_interrupt():
         try:
@@ -164,3 +156,20 @@ def main(argv: list[str] | None = None) -> int:
     else:
         hydra_entry()
     return 0
+
+
+def sweep_main(argv: list[str]) -> int:
+    """``regbench sweep ARGUMENTS`` (``make sweep``): the multirun ``train -m ARGUMENTS``, its
+    jobs run on the pool of workers (``regbench.design.pool``) when its launcher is a local
+    one, by Hydra otherwise; help and previews as ``train -m`` gives them."""
+    arguments = ["-m", *argv]
+    if HYDRA_HELP_FLAGS.union(HYDRA_PREVIEW_FLAGS).intersection(argv):
+        return main(arguments)
+    try:
+        check_overrides(arguments)
+    except ConfigError as error:
+        common.fail(str(error))
+    from regbench.design import pool, sweep
+
+    return pool.run_commands([sweep.train_command(*arguments)])
+

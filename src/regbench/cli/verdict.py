@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from regbench.cli import common, options
-from regbench.locations import REPORTS_DIR, unwritable_folder
+from regbench.locations import REPORTS_DIR, unwritable_folder, write_whole
 
 with common.collector_paused():
     import pandas as pd
@@ -98,9 +98,9 @@ def main(argv: list[str]) -> int:
                                    [*recorded.code_notes, *code_notes])
         text = out / verdict.REPORT
         earlier = text.read_text() if text.exists() else None
-        text.write_text(verdict.markdown(option.name, experiment, header, sentence, recorded,
-                                         shown, comparisons, schedule,
-                                         (time.time() - started) / 60, trained, runs, earlier))
+        write_whole(text, verdict.markdown(option.name, experiment, header, sentence, recorded,
+                                           shown, comparisons, schedule,
+                                           (time.time() - started) / 60, trained, runs, earlier))
         log_report([text], args.tracking_uri, f"verdict-{option.name}-{experiment}",
                    {"compared_experiment": tuned, "report": "verdict"})
         print(sentence)

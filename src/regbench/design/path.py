@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from regbench import processes, record
+from regbench import record
 from regbench.analysis import query
 from regbench.analysis.comparison import identical
 from regbench.analysis.stats import mean_interval
-from regbench.design import calibrate, sweep
+from regbench.design import calibrate, pool, sweep
 from regbench.design.presets import (
     CONTROL,
     PINNED_GRIDS,
@@ -38,7 +38,10 @@ from regbench.design.presets import (
     probe_config,
 )
 from regbench.errors import CompareError
+from regbench.locations import ReportFiles
 from regbench.run import store
+
+PATH_REPORT_FILES = ("path.md", "path.png")
 
 
 def grids(preset: str, options: list[str], extra: tuple[str, ...], tracking_uri: str | None,
@@ -77,9 +80,10 @@ def train_commands(preset: str, grids: dict[str, tuple[float, ...]], seeds: tupl
 def train_path(preset: str, grids: dict[str, tuple[float, ...]], extra: tuple[str, ...],
                experiment: str) -> int:
     """Train the path: ``train_commands`` on the selection seeds into ``experiment``, those
-    with a job still to train (``sweep.still_to_train``); ``processes.run_commands``' code."""
-    return processes.run_commands(sweep.still_to_train(train_commands(
-        preset, grids, SELECTION_SEEDS, experiment, extra)))
+    on the command's pool of workers (``pool.run_commands``, which skips finished jobs): its
+    exit code."""
+    return pool.run_commands(train_commands(preset, grids, SELECTION_SEEDS, experiment, extra),
+                             f"path of {experiment}")
 
 
 @dataclass(frozen=True)
@@ -246,9 +250,11 @@ def identical_to_control(study: PathStudy) -> dict[str, set[float]]:
 
 
 def write_report(study: PathStudy, out: Path, header: str = "") -> list[Path]:
-    """path.md (after ``header``) and path.png in ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    text = out / "path.md"
+    """path.md (after ``header``) and path.png in ``out``, written whole or not at all
+    (``locations.ReportFiles``); their paths."""
     probes = calibrate.markdown(study.calibrations) + "\n" if study.calibrations else ""
-    text.write_text(header + probes + markdown(study.points, study.selections))
-    return [text, plot(study.points, study.selections, out / "path.png")]
+    with ReportFiles(out, PATH_REPORT_FILES) as stage:
+        text, figure = PATH_REPORT_FILES
+        stage(text).write_text(header + probes + markdown(study.points, study.selections))
+        plot(study.points, study.selections, stage(figure))
+    return stage.written

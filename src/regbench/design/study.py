@@ -3,8 +3,8 @@ compared on fresh seeds, grown in rounds until every comparison is decided.
 
 Each round trains every arm on the seeds of the next look of the schedule
 (``sequential.Schedule``: seeds ``start .. start + n - 1``) as multiruns of ``regbench train`` into
-one experiment; finished runs are skipped (a multirun whose every job has one is not even
-started: ``sweep.still_to_train``), so seeds trained before (an earlier study, an interrupted
+one experiment, on the command's one pool of workers (``pool.run_commands``); finished runs are
+skipped, so seeds trained before (an earlier study, an interrupted
 one) count as the first rounds, and Ctrl-C between or within rounds loses no finished run.
 After each round every comparison (each arm against the reference, on each of
 ``comparison.TESTED``) is looked at with ``sequential.decide``, one line per look says what is
@@ -37,7 +37,8 @@ from regbench.analysis.comparison import (
     resolve_reference,
 )
 from regbench.analysis.publish import compare_experiment
-from regbench.design import sequential, sweep
+from regbench.design import pool, sequential
+from regbench.locations import write_whole
 from regbench.run import store
 from regbench.run.tracking import git_commit
 
@@ -204,10 +205,10 @@ def grow(commands: Callable[[range, frozenset[str] | None], list[list[str]]], ex
     comparisons: dict[tuple[str, str, str], Tracked] = {}
     looks = schedule.looks()
     worst, regularizers = 0, None
-    out.mkdir(parents=True, exist_ok=True)
     for number, n in enumerate(looks, start=1):
         seeds = range(start, start + n)
-        code = processes.run_commands(sweep.still_to_train(commands(seeds, regularizers)))
+        code = pool.run_commands(commands(seeds, regularizers),
+                                 f"look {number} of {len(looks)}, {n} seeds per arm")
         if code == processes.EXIT_INTERRUPTED:
             return code
         worst = max(worst, code)
@@ -222,8 +223,8 @@ def grow(commands: Callable[[range, frozenset[str] | None], list[list[str]]], ex
         regularizers = training(ordered)
         print(look_line(number, n, ordered, number == len(looks)), file=sys.stderr, flush=True)
         header = report.provenance(command, git_commit(), used, code_notes)
-        (out / SEQUENTIAL_REPORT).write_text(
-            markdown(ordered, schedule, start, header, stopped, used))
+        write_whole(out / SEQUENTIAL_REPORT,
+                    markdown(ordered, schedule, start, header, stopped, used))
         if stopped:
             break
     print((out / SEQUENTIAL_REPORT).read_text(), end="")

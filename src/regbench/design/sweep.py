@@ -23,6 +23,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,39 @@ def current_job(cfg: DictConfig) -> Job:
                job_threads(hydra_cfg.launcher), Path(hydra_cfg.runtime.output_dir))
 
 
+def train(cfg: DictConfig, parent_run_id: str | None, threads: int | None):
+    """``training.train_and_evaluate`` of a job, TensorFlow imported quietly, SIGINT and SIGTERM
+    raising KeyboardInterrupt (``processes.signals_as_interrupt``): its RunResult. An
+    exception raised while an interrupt was requested is that interrupt (a KeyboardInterrupt
+    that landed in C code can surface as a SystemError): KeyboardInterrupt, the run KILLED."""
+    from regbench import processes
+
+    processes.import_tensorflow_quietly()
+    from regbench.run.training import train_and_evaluate
+
+    with processes.signals_as_interrupt():
+        try:
+            return train_and_evaluate(cfg, parent_run_id=parent_run_id, threads=threads,
+                                      stop_requested=processes.interrupt_requested)
+        except Exception as error:
+            if reason := processes.interrupt_requested():
+                raise KeyboardInterrupt(reason) from error
+            raise
+
+
+def result_line(result) -> str:
+    """A finished run's line: its name and its final test metrics."""
+    metrics = result.metrics
+    return (f"{result.run_name}: test accuracy {metrics[record.TEST_ACCURACY]:.4f}, test data "
+            f"loss {metrics[record.TEST_DATA_LOSS]:.4f}, test total loss "
+            f"{metrics[record.TEST_TOTAL_LOSS]:.4f}")
+
+
+def failure_line(error: BaseException) -> str:
+    """A failed job's line (its run, if it exists, is closed FAILED; the others go on)."""
+    return f"error: job failed: {type(error).__name__}: {error}"
+
+
 TRAIN_PROGRAM = (sys.executable, "-m", "regbench", "train")  # train_command
 
 JOB_STATUS_FILE = "regbench_job_status"  # in each job's folder: finished, failed, killed, skipped
@@ -207,140 +241,123 @@ def _job_folders(sweep_dir: str, since: float) -> int:
                for path in Path(sweep_dir).glob("*/.hydra/config.yaml"))
 
 
-def _stop_children(client, children) -> None:
-    """Ask every RUNNING child whose process lives on this host (a joblib worker) to stop with
-    SIGTERM, so that it closes its run KILLED; wait up to 30 s for those processes to end."""
-    from regbench.run.tracking import process_alive
-
+def _running_here(children) -> set[int]:
+    """The pids of this host's processes (other than this one) that run a RUNNING child."""
     here = socket.gethostname()
-    pids = {int(c.data.tags[record.TAG_PID]) for c in children
+    return {int(c.data.tags[record.TAG_PID]) for c in children
             if c.info.status == record.RUNNING and c.data.tags.get(record.TAG_HOST) == here
             and c.data.tags.get(record.TAG_PID, "").isdigit()} - {os.getpid()}
+
+
+def _stop_children(children: Callable[[], list]) -> None:
+    """Ask every RUNNING child (of ``children()``, the store's answer) whose process lives on
+    this host (a worker) to stop with SIGTERM, so that it closes its run KILLED; wait up to
+    30 s for those runs to close or their processes to end (a worker of ``pool`` lives on)."""
+    from regbench.run.tracking import process_alive
+
+    pids = _running_here(children())
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
-    while any(process_alive(pid) for pid in pids) and time.monotonic() < deadline:
+    while time.monotonic() < deadline and any(
+            process_alive(pid) for pid in pids & _running_here(children())):
         time.sleep(0.2)
 
 
-def close_parent(interrupted: bool) -> str:
-    """End the active sweep's parent run with a true status and return it: KILLED when the
-    sweep was interrupted (its running children are stopped first), FAILED when a child did
-    not finish or a launched job left no run, FINISHED otherwise. Children still RUNNING
-    whose process is gone end KILLED. Logs ``children_<status>`` and ``children_missing``."""
+def close_parent(interrupted: bool, sweep: SweepState = ACTIVE) -> str:
+    """End the sweep's parent run (default: this process's Hydra multirun) with a true status
+    and return it: KILLED when the sweep was interrupted (its running children are stopped
+    first), FAILED when a child did not finish or a launched job left no run, FINISHED
+    otherwise. Children still RUNNING whose process is gone end KILLED. Logs
+    ``children_<status>``, ``children_missing`` and ``children_skipped`` (the jobs are counted
+    by their folders: ``write_job_folder``, ``end_job``)."""
     import mlflow
 
     from regbench.run.tracking import process_gone
 
     client = mlflow.MlflowClient()
-    experiment_id = client.get_run(ACTIVE.run_id).info.experiment_id
+    experiment_id = client.get_run(sweep.run_id).info.experiment_id
 
     def children():
         return client.search_runs([experiment_id],
-                                  f"tags.{record.PARENT_TAG} = '{ACTIVE.run_id}'",
+                                  f"tags.{record.PARENT_TAG} = '{sweep.run_id}'",
                                   max_results=50_000)
 
     if interrupted:
-        _stop_children(client, children())
+        _stop_children(children)
     found = children()
     for child in found:
         if child.info.status == record.RUNNING and process_gone(child.data.tags):
             client.set_terminated(child.info.run_id, record.KILLED)
     found = children()
     counts = {status: sum(c.info.status == status for c in found) for status in record.STATUSES}
-    skipped = _statuses(ACTIVE.sweep_dir, ACTIVE.started).count(SKIPPED)
-    missing = max(0, _job_folders(ACTIVE.sweep_dir, ACTIVE.started) - len(found) - skipped)
+    skipped = _statuses(sweep.sweep_dir, sweep.started).count(SKIPPED)
+    missing = max(0, _job_folders(sweep.sweep_dir, sweep.started) - len(found) - skipped)
     for status, count in counts.items():
-        client.log_metric(ACTIVE.run_id, record.CHILDREN_METRICS[status], count)
-    client.log_metric(ACTIVE.run_id, record.CHILDREN_MISSING, missing)
-    client.log_metric(ACTIVE.run_id, record.CHILDREN_SKIPPED, skipped)
+        client.log_metric(sweep.run_id, record.CHILDREN_METRICS[status], count)
+    client.log_metric(sweep.run_id, record.CHILDREN_MISSING, missing)
+    client.log_metric(sweep.run_id, record.CHILDREN_SKIPPED, skipped)
     complete = counts[record.FINISHED] == len(found) and missing == 0
-    ACTIVE.status = (record.KILLED if interrupted else
+    sweep.status = (record.KILLED if interrupted else
                      record.FINISHED if complete else record.FAILED)
-    client.set_terminated(ACTIVE.run_id, ACTIVE.status)
+    client.set_terminated(sweep.run_id, sweep.status)
     jobs = len(found) + missing + skipped
-    print(f"sweep parent run {ACTIVE.run_id} {ACTIVE.status}: {counts[record.FINISHED]} of "
+    print(f"sweep parent run {sweep.run_id} {sweep.status}: {counts[record.FINISHED]} of "
           f"{jobs - skipped} jobs run finished"
           + (f", {missing} failed before their run existed" if missing else "")
           + (f"; skipped {skipped} of {jobs} jobs: already finished" if skipped else ""),
           file=sys.stderr)
-    return ACTIVE.status
+    return sweep.status
+
+
+def open_parent(experiment_id: str, job_name: str, overrides: list[str], sweep_dir: str,
+                launcher: str) -> SweepState:
+    """Create a sweep's parent run (tags ``sweep=parent``, ``sweep_dir``, the commit, the
+    launcher, this process; param: the sweep's overrides) and return the sweep's state."""
+    import mlflow
+
+    from regbench.run.tracking import git_commit, process_tags
+
+    parent = mlflow.MlflowClient().create_run(
+        experiment_id, run_name=f"sweep-{job_name}",
+        tags={record.TAG_SWEEP: record.SWEEP_PARENT, record.TAG_SWEEP_DIR: sweep_dir,
+              record.TAG_GIT_COMMIT: git_commit(), record.TAG_LAUNCHER: launcher,
+              **process_tags()})
+    mlflow.MlflowClient().log_param(parent.info.run_id, record.PARAM_SWEEP_OVERRIDES,
+                                    " ".join(overrides)[:6000])
+    print(f"sweep parent run {parent.info.run_id}", file=sys.stderr)
+    # file times can be a little coarse: a second of slack for the job folders it counts
+    return SweepState(parent.info.run_id, sweep_dir, None, time.time() - 1)
+
+
+def write_job_folder(output_dir: Path, cfg: DictConfig, overrides: list[str]) -> None:
+    """What Hydra writes of a job into its folder and ``close_parent`` counts:
+    ``.hydra/config.yaml`` (the job's config) and ``.hydra/overrides.yaml``."""
+    from omegaconf import OmegaConf
+
+    folder = output_dir / ".hydra"
+    folder.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, folder / "config.yaml")
+    OmegaConf.save(OmegaConf.create(list(overrides)), folder / "overrides.yaml")
 
 
 class MlflowSweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        import mlflow
-
         from regbench.run.store import use_store
-        from regbench.run.tracking import git_commit, process_tags
 
         experiment_id = use_store(config.mlflow.tracking_uri, config.mlflow.experiment_name)
-        overrides = list(config.hydra.overrides.task)
-        sweep_dir = str(config.hydra.sweep.dir).replace("'", "")
-        client = mlflow.MlflowClient()
-        parent = client.create_run(
-            experiment_id, run_name=f"sweep-{config.hydra.job.name}",
-            tags={record.TAG_SWEEP: record.SWEEP_PARENT, record.TAG_SWEEP_DIR: sweep_dir,
-                  record.TAG_GIT_COMMIT: git_commit(),
-                  record.TAG_LAUNCHER: str(config.hydra.launcher.get("_target_", "")),
-                  **process_tags()})
-        client.log_param(parent.info.run_id, record.PARAM_SWEEP_OVERRIDES,
-                         " ".join(overrides)[:6000])
-        ACTIVE.run_id, ACTIVE.sweep_dir, ACTIVE.status = parent.info.run_id, sweep_dir, None
-        ACTIVE.started = time.time() - 1  # file times can be a little coarse
-        print(f"sweep parent run {ACTIVE.run_id}", file=sys.stderr)
+        state = open_parent(experiment_id, config.hydra.job.name,
+                            list(config.hydra.overrides.task),
+                            str(config.hydra.sweep.dir).replace("'", ""),
+                            str(config.hydra.launcher.get("_target_", "")))
+        ACTIVE.run_id, ACTIVE.sweep_dir, ACTIVE.status = state.run_id, state.sweep_dir, None
+        ACTIVE.started = state.started
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         close_parent(interrupted=False)
 
 
-def every_job_finished(arguments: list[str]) -> bool:
-    """Whether ``regbench train ARGUMENTS`` would skip every job: each job's config
-    (composed in this process, as ``overrides.composed_jobs`` does before Hydra runs it) has a
-    FINISHED run it may reuse in its experiment (``job_reuse``: its ``config_hash`` and today's
-    code identity, or any identity with ``reuse_stale``) and ``rerun`` is off. Anything else is
-    False and the command should be launched, to train or to say why not: a job without such a
-    run, a sweep a search plugin samples, a config that does not compose, a store or an
-    experiment that does not exist yet."""
-    from regbench.config import overrides
-    from regbench.errors import ConfigError
-    from regbench.run import store
-
-    try:
-        configs, searched = overrides.composed_jobs(arguments)
-    except ConfigError:
-        return False
-    if searched:
-        return False
-    connected, client = object(), None
-    for cfg in map(overrides.task_config, configs):
-        if cfg.rerun:
-            return False
-        if cfg.mlflow.tracking_uri != connected:  # MLflow's current store: job_reuse's
-            try:
-                client = store.connect(cfg.mlflow.tracking_uri, create=False)
-            except store.StoreError:
-                return False
-            connected = cfg.mlflow.tracking_uri
-        experiment = client.get_experiment_by_name(cfg.mlflow.experiment_name)
-        if experiment is None or job_reuse(experiment.experiment_id, cfg)[0].run_id is None:
-            return False
-    return True
-
-
 def train_command(*arguments: str) -> list[str]:
     """``regbench train ARGUMENTS`` as a child process of this Python."""
     return [*TRAIN_PROGRAM, *arguments]
-
-
-def still_to_train(commands: list[list[str]]) -> list[list[str]]:
-    """``commands`` without the ``regbench train`` multiruns that would skip every job
-    (``every_job_finished``): such a command would start a process only to skip each job, which
-    makes resuming a study or a path that has trained everything slow."""
-    n = len(TRAIN_PROGRAM)
-    left_out = [c for c in commands if tuple(c[:n]) == TRAIN_PROGRAM and every_job_finished(c[n:])]
-    if left_out:
-        print(f"{len(left_out)} of {len(commands)} multiruns not started: every job of theirs "
-              "has a FINISHED run", file=sys.stderr, flush=True)
-    return [c for c in commands if c not in left_out]

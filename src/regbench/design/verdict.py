@@ -25,7 +25,7 @@ import re
 
 import pandas as pd
 
-from regbench.analysis import report
+from regbench.analysis import report, stats
 from regbench.analysis.comparison import DEFAULT_REFERENCE
 from regbench.design import calibrate, path
 from regbench.design import study as rounds
@@ -42,7 +42,7 @@ def answer(option: str, comparisons: list[rounds.Tracked], seeds: int) -> str:
     against: dict[str, list[str]] = {}
     for c in comparisons:
         final = c.final
-        decision = final.decision if final.decided else "undecided"
+        decision = final.decision if final.decided else stats.INCONCLUSIVE
         against.setdefault(c.reference, []).append(
             f"{decision} on {report.HEADERS[c.metric]} ({final.estimate:+.4f}, "
             f"[{final.low:+.4f}, {final.high:+.4f}])")

@@ -7,10 +7,12 @@ the MLflow callback (EpochMetricsCallback) comes last so that it logs what the o
 (``learning_rate``, ``epoch_seconds``).
 """
 
+import logging
 import time
 from collections.abc import Callable
 
 import keras
+import mlflow
 from mlflow.keras import MlflowCallback
 
 
@@ -66,8 +68,14 @@ def training_callbacks(trainer, verbose, logger: keras.callbacks.Callback,
 class EpochMetricsCallback(MlflowCallback):
     """MLflow's Keras callback, logging each epoch's logs at step = epoch (0-based), and
     keeping what it logged (``epochs``: epoch -> metrics), so that the run can check the store
-    holds it all (``tracking.complete_epoch_metrics``): MLflow logs them asynchronously and
-    its callback swallows errors.
+    holds it all (``tracking.complete_epoch_metrics``).
+
+    It logs synchronously, where MlflowCallback logs through MLflow's asynchronous queue: that
+    queue's thread polls with a 1 s timeout, and each flush (a run needs one before it checks
+    its metrics and one as it ends) waits for it and restarts it, about 1 s each, longer than
+    a small-data run's logging itself (``make bench``, figure 8). An epoch the store refuses (a
+    database locked past its busy timeout) does not stop training: one line says so, and
+    ``complete_epoch_metrics`` logs it again before the run ends.
 
     It leaves out MlflowCallback's ``on_test_end``, which logs every validation pass again
     as ``validation_*`` at step 0 (duplicates of ``val_*``, several points per step).
@@ -78,9 +86,17 @@ class EpochMetricsCallback(MlflowCallback):
         self.epochs: dict[int, dict[str, float]] = {}
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            self.epochs[epoch] = {key: float(value) for key, value in logs.items()}
-        super().on_epoch_end(epoch, logs)
+        if logs is None:
+            return
+        self.epochs[epoch] = {key: float(value) for key, value in logs.items()}
+        try:
+            mlflow.log_metrics(self.epochs[epoch], step=epoch, synchronous=True,
+                               model_id=self.model_id)
+        except Exception as error:
+            text = str(error).strip()
+            logging.getLogger(__name__).warning(
+                "the store refused epoch %d's metrics (%s); regbench logs them again before "
+                "the run ends", epoch, text.splitlines()[0] if text else type(error).__name__)
 
     def on_test_end(self, logs=None):
         return None

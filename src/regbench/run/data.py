@@ -18,6 +18,7 @@ held out and the test set doubles as validation (the seed notebook's protocol).
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import pickle
@@ -202,13 +203,25 @@ def provide_mnist(data_dir: Path = DATA_DIR, use_keras: bool = True) -> Path:
 
 
 def load_mnist(data_dir: Path = DATA_DIR) -> dict[str, np.ndarray]:
+    """``data_dir/mnist.npz`` (provided first if missing), checked; read once per process and
+    version of the file (``_read_mnist``): the jobs of one worker share it, read-only."""
     path = provide_mnist(data_dir)
+    stat = path.stat()
+    return _read_mnist(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=2)
+def _read_mnist(path: Path, mtime_ns: int, size: int) -> dict[str, np.ndarray]:
+    """The file's arrays, checked (its modification time and size key the cache: a file
+    replaced since is read again); read-only, since every job of the process gets them."""
     try:
         with np.load(path) as npz:
             arrays = {key: npz[key] for key in ("x_train", "y_train", "x_test", "y_test")}
     except Exception as error:
         raise DataError(f"{path}: unreadable ({error}); delete it and run 'make data'") from error
-    return _check_mnist(arrays, str(path))
+    for array in _check_mnist(arrays, str(path)).values():
+        array.setflags(write=False)
+    return arrays
 
 
 def read_idx(path: Path) -> np.ndarray:

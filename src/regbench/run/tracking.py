@@ -14,10 +14,8 @@ import contextlib
 import io
 import logging
 import os
-import signal
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -28,6 +26,7 @@ import mlflow
 
 from regbench import record
 from regbench.locations import PROJECT_ROOT, REPORTS_DIR
+from regbench.processes import interrupt_requested, signals_held
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -106,33 +105,12 @@ def process_gone(tags: Mapping[str, Any], host: str | None = None) -> bool:
 
 
 @contextmanager
-def signals_held():
-    """SIGINT and SIGTERM arriving while the block runs are held, then delivered to the
-    handlers that were in place, once each, after it: for code that closes a run and must not
-    be cut short. (Blocking them with ``pthread_sigmask`` would not hold them: in a process with
-    other threads, TensorFlow's or MLflow's, the kernel hands the signal to one of those and
-    Python runs the handler in the main thread all the same.) A no-op outside the main thread,
-    where handlers cannot be changed."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: list[int] = []
-    previous = {signum: signal.signal(signum, lambda signum, frame: held.append(signum))
-                for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
-        for signum in dict.fromkeys(held):
-            signal.raise_signal(signum)
-
-
-@contextmanager
 def recorded_run(experiment_id: str, run_name: str, tags: dict[str, str]) -> Iterator[Any]:
     """Start a run and always end it with a true status: FINISHED only when the block
-    completed, FAILED (error tags) on an exception, KILLED on KeyboardInterrupt or when the
-    process exits with the run still open. Signals are held while the run is being closed.
+    completed, FAILED (error tags) on an exception, KILLED on KeyboardInterrupt, on an exception
+    raised while an interrupt was requested (``processes.interrupt_requested``: a
+    KeyboardInterrupt raised inside C code can surface as a SystemError), or when the process
+    exits with the run still open. Signals are held while the run is being closed.
     Exceptions propagate after the run is closed."""
     atexit.unregister(_end_active_run_killed)  # registered once, after MLflow's
     atexit.register(_end_active_run_killed)
@@ -146,6 +124,8 @@ def recorded_run(experiment_id: str, run_name: str, tags: dict[str, str]) -> Ite
         status = record.KILLED
         raise
     except BaseException as error:
+        if interrupt_requested():  # the interrupt became this error where it landed (C code)
+            status = record.KILLED
         with signals_held(), contextlib.suppress(Exception):  # the store may be what failed
             mlflow.set_tags({record.TAG_ERROR_TYPE: type(error).__name__,
                              record.TAG_ERROR_MESSAGE: str(error)[:4000]})
@@ -190,32 +170,24 @@ def _missing_points(client, run_id: str,
     return missing
 
 
-ASYNC_QUEUE_LOGGER = "mlflow.utils.async_logging.async_logging_queue"
 SQL_SESSION_LOGGER = "mlflow.store.db.utils"
 
 
 class _FirstLineOnly(logging.Filter):
     """Cuts a record to the first line of its message and of its exception, without the
-    traceback, and adds ``note``. A store error logged by MLflow's SQL session (and again by its
-    asynchronous logging queue, for a refused batch) holds the SQL statement, its parameters and
-    a traceback: 60-140 lines for one locked database, whose consequence regbench reports itself
-    (``complete_epoch_metrics`` logs a refused batch again or fails the run naming it; any other
-    store failure ends the command with one line)."""
-
-    def __init__(self, note: str = ""):
-        super().__init__()
-        self.note = note
+    traceback. A store error logged by MLflow's SQL session holds the SQL statement, its
+    parameters and a traceback: 60-140 lines for one locked database, whose consequence
+    regbench reports itself (an epoch the store refused is logged again, or the run fails naming
+    it: ``complete_epoch_metrics``; any other store failure ends the command with one line)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         parts = [record.getMessage().strip().splitlines()[:1],
                  str(record.exc_info[1]).strip().splitlines()[:1] if record.exc_info else []]
-        record.msg = " ".join(line for part in parts for line in part) + self.note
+        record.msg = " ".join(line for part in parts for line in part)
         record.args, record.exc_info, record.exc_text = None, None, None
         return True
 
 
-logging.getLogger(ASYNC_QUEUE_LOGGER).addFilter(
-    _FirstLineOnly(" (regbench logs it again before the run ends)"))
 logging.getLogger(SQL_SESSION_LOGGER).addFilter(_FirstLineOnly())
 
 
@@ -223,10 +195,11 @@ def complete_epoch_metrics(run_id: str, epochs: Mapping[int, Mapping[str, float]
                            attempts: int = 3, pause: float = 5.0) -> None:
     """Make sure the store holds every point ``epochs`` (step -> metrics) lists for the run.
 
-    MLflow's Keras callback logs each epoch asynchronously, and its queue reports a batch the
-    store refused (a database locked past its busy timeout) in a log line and drops it. So
-    after training: flush the queue, read each metric's history back, and log what is missing
-    again, synchronously, up to ``attempts`` times, ``pause`` x attempt seconds apart. Raises
+    An epoch the store refused while training (a database locked past its busy timeout:
+    ``callbacks.EpochMetricsCallback`` says so in a line and goes on) is missing from it. So
+    after training: flush MLflow's asynchronous queue (a no-op when nothing used it), read each
+    metric's history back, and log what is missing again, synchronously, up to ``attempts``
+    times, ``pause`` x attempt seconds apart. Raises
     MetricsLost naming the points still missing, so that the run ends FAILED, never FINISHED
     with data lost."""
     from mlflow.entities import Metric

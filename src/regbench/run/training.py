@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,6 +138,23 @@ def _fit(model, splits, trainer: DictConfig, callbacks: list, verbose) -> tuple[
     return history, seconds
 
 
+class PhaseClock:
+    """Wall seconds of a run's phases: ``with clock("data"): ...`` adds the block's time to
+    ``clock.seconds["seconds_data"]`` (``record.PHASE_METRICS``' names)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        metric = record.PHASE_METRICS[record.PHASES.index(phase)]
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[metric] = self.seconds.get(metric, 0.0) + time.perf_counter() - started
+
+
 def train_and_evaluate(cfg: DictConfig, parent_run_id: str | None = None,
                        threads: int | None = None,
                        stop_requested: Callable[[], str | None] = lambda: None) -> RunResult:
@@ -151,22 +169,29 @@ def train_and_evaluate(cfg: DictConfig, parent_run_id: str | None = None,
     any exception (TrainingDiverged for a NaN loss, tracking.MetricsLost for epoch metrics the
     store did not keep) or KeyboardInterrupt closes it FAILED or KILLED and propagates.
     """
-    validate(cfg)
-    import mlflow
+    phases = PhaseClock()
+    with phases("config"):
+        validate(cfg)
+        import mlflow
 
-    from regbench.config import registry
-    from regbench.run import data, store, tracking
-    from regbench.run.callbacks import EpochMetricsCallback, training_callbacks
-    from regbench.run.models import build_mlp, compile_classifier, inference_copy
+        from regbench.config import registry
+        from regbench.run import data, store, tracking
+        from regbench.run.callbacks import EpochMetricsCallback, training_callbacks
+        from regbench.run.models import build_mlp, compile_classifier, inference_copy
 
-    penalty = registry.build(cfg.regularizer)
-    registry.check(cfg.regularizer.name, penalty)
-    splits = data.load(cfg.data, split_seed=cfg.data.split_seed)
-    experiment_id = store.use_store(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
-    configure_tensorflow(cfg.seed, cfg.trainer.deterministic, cfg.trainer.threads or threads)
-    arm = record.arm_label(cfg.regularizer.name, registry.strengths(cfg.regularizer.name, penalty))
-    model = compile_classifier(build_mlp(cfg.model, lambda: registry.build(cfg.regularizer)),
-                               cfg.trainer)
+        penalty = registry.build(cfg.regularizer)
+        registry.check(cfg.regularizer.name, penalty)
+    with phases("data"):
+        splits = data.load(cfg.data, split_seed=cfg.data.split_seed)
+    with phases("store"):
+        experiment_id = store.use_store(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
+    with phases("model"):
+        configure_tensorflow(cfg.seed, cfg.trainer.deterministic,
+                             cfg.trainer.threads or threads)
+        arm = record.arm_label(cfg.regularizer.name,
+                               registry.strengths(cfg.regularizer.name, penalty))
+        model = compile_classifier(build_mlp(cfg.model, lambda: registry.build(cfg.regularizer)),
+                                   cfg.trainer)
     verbose = _verbosity(cfg.trainer.verbose)
     logger = EpochMetricsCallback()
     callbacks, early_stop = training_callbacks(cfg.trainer, verbose, logger=logger,
@@ -178,11 +203,16 @@ def train_and_evaluate(cfg: DictConfig, parent_run_id: str | None = None,
         mlflow.log_params(tracking.flatten(OmegaConf.to_container(cfg, resolve=True)))
         mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), record.CONFIG_ARTIFACT)
         history, seconds = _fit(model, splits, cfg.trainer, callbacks, verbose)
-        tracking.complete_epoch_metrics(run.info.run_id, logger.epochs)
-        metrics, probs = _final_metrics(model, splits, history, early_stop, seconds)
+        with phases("epoch_metrics"):
+            tracking.complete_epoch_metrics(run.info.run_id, logger.epochs)
+        with phases("evaluate"):
+            metrics, probs = _final_metrics(model, splits, history, early_stop, seconds)
         mlflow.log_metrics(metrics)
-        _log_plots(history, arm, probs, splits.y_test)
-        tracking.log_keras_model(inference_copy(model), splits.x_test[:5])
+        with phases("plots"):
+            _log_plots(history, arm, probs, splits.y_test)
+        with phases("save_model"):
+            tracking.log_keras_model(inference_copy(model), splits.x_test[:5])
+        mlflow.log_metrics(phases.seconds)
         if reason := stop_requested():
             raise KeyboardInterrupt(reason)
     return RunResult(run.info.run_id, name, arm, metrics, float(early_stop.best))

@@ -1,0 +1,80 @@
+"""The pool of workers (``regbench.design.pool``): a round's jobs on long-lived workers, with the
+records, results, failures and skips of a multirun."""
+
+import mlflow
+import pytest
+
+from helpers import run_command, sqlite_uri
+from regbench import record
+from regbench.cli.main import dispatch
+from regbench.design import pool
+from regbench.design.sweep import train_command
+
+SMOKE = ("data=synthetic", "trainer=smoke", "model=mlp_small")
+# one thread and deterministic ops: the same config computes the same numbers in any process
+EXACT = ("trainer.deterministic=true", "trainer.threads=1")
+COMPARED = [m for m in record.FINAL_METRICS if m != record.TRAIN_SECONDS]
+
+
+def _runs(uri: str, experiment: str):
+    mlflow.set_tracking_uri(uri)
+    return mlflow.search_runs(experiment_names=[experiment])
+
+
+@pytest.mark.long
+def test_a_run_in_a_worker_after_other_jobs_equals_one_in_a_fresh_process(tmp_path):
+    uri = sqlite_uri(tmp_path)
+    job = (*SMOKE, *EXACT, "regularizer=l2", "seed=3", f"mlflow.tracking_uri={uri}")
+    fresh = run_command("train", *job, "mlflow.experiment_name=fresh", cwd=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    before = train_command("-m", *SMOKE, *EXACT, "regularizer=custom,none", "seed=0",
+                           f"mlflow.tracking_uri={uri}", "mlflow.experiment_name=pooled",
+                           f"hydra.sweep.dir={tmp_path / 'first'}")
+    assert pool.run_commands([before]) == 0  # each worker trains a job first
+    assert pool.run_commands([train_command("-m", *job, "mlflow.experiment_name=pooled",
+                                            f"hydra.sweep.dir={tmp_path / 'then'}")]) == 0
+    fresh_run = _runs(uri, "fresh").iloc[0]
+    pooled = _runs(uri, "pooled")
+    pooled_run = pooled[pooled["tags.regularizer"] == "l2"].iloc[0]
+    assert pooled_run["tags.config_hash"] == fresh_run["tags.config_hash"]
+    for metric in COMPARED:
+        assert pooled_run[f"metrics.{metric}"] == fresh_run[f"metrics.{metric}"], metric
+    client = mlflow.MlflowClient()
+    for metric in ("loss", "val_loss"):
+        assert [p.value for p in client.get_metric_history(pooled_run.run_id, metric)] == [
+            p.value for p in client.get_metric_history(fresh_run.run_id, metric)]
+
+
+@pytest.mark.long
+def test_a_sweep_on_the_pool_is_one_parent_with_a_failed_job_and_a_resume(tmp_path, capfd):
+    """``regbench sweep``: one parent, a failing job fails its run and not the others (exit 1),
+    a job whose config has a FINISHED run is skipped, and the progress is one line a job."""
+    uri = sqlite_uri(tmp_path)
+    grid = (*SMOKE, "model.input_dim=784,100", "seed=0", f"mlflow.tracking_uri={uri}",
+            f"hydra.sweep.dir={tmp_path / 'grid'}")
+    assert dispatch(["sweep", *grid]) == 1
+    err = capfd.readouterr().err
+    assert "[2/2 jobs] " in err and " FAILED in " in err  # the workers' own lines go to their
+    # stderr, which is this test's only when the pool started under it
+    runs = _runs(uri, "regbench")
+    parent = runs[runs["tags.sweep"] == "parent"].iloc[0]
+    children = runs[runs["tags.mlflow.parentRunId"] == parent.run_id]
+    assert sorted(children["status"]) == ["FAILED", "FINISHED"] and len(runs) == 3
+    assert parent["status"] == "FAILED"
+    assert parent["tags.launcher"] == "regbench.design.pool.executor"
+    assert (parent["metrics.children_failed"], parent["metrics.children_finished"]) == (1, 1)
+    assert len(set(children["tags.pid"])) == 2  # one worker each, neither the command's
+    assert dispatch(["sweep", *grid, f"hydra.sweep.dir={tmp_path / 'again'}"]) == 1
+    err = capfd.readouterr().err
+    assert "1 of 2 jobs of " in err and "[1/1 jobs] " in err  # the failed one is tried again
+    runs = _runs(uri, "regbench")
+    again = runs[(runs["tags.sweep"] == "parent") & (runs.run_id != parent.run_id)].iloc[0]
+    assert again["metrics.children_skipped"] == 1 and again["metrics.children_failed"] == 1
+
+
+def test_a_launcher_of_its_own_is_left_to_hydra():
+    from helpers import compose
+
+    assert pool.local_launcher(compose("hydra/launcher=per_core", hydra=True))
+    assert pool.local_launcher(compose(hydra=True))
+    assert not pool.local_launcher(compose("hydra/launcher=ray_cluster", hydra=True))
