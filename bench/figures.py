@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -63,19 +64,57 @@ def machine() -> str:
             f"{keras.__version__}, MLflow {mlflow.__version__}")
 
 
-def write_results(figures: list[Figure], path: Path, quick: bool, elapsed: float) -> None:
+def _kept(path: Path, quick: bool, measured: set[int]) -> tuple[list[str], list[str], str]:
+    """Of an earlier RESULTS.md of the same mode: its table rows and notes of the figures not
+    in ``measured``, and a line saying when and where those were measured ("" if none)."""
+    if not path.exists():
+        return [], [], ""
+    text = path.read_text()
+    lines = text.splitlines()
+    mode = "quick" if quick else "full"
+    if not lines[2:3] or not lines[2].startswith(f"Mode: {mode}"):
+        return [], [], ""
+    number = re.compile(r"^(?:\| |- )(\d+)[ .]")
+
+    def others(prefix: str) -> list[str]:
+        return [line for line in lines if line.startswith(prefix) and (
+            found := number.match(line)) and int(found.group(1)) not in measured]
+
+    rows, notes = others("| "), others("- ")
+    when = lines[2].split("; ")[1] if "; " in lines[2] else "earlier"
+    where = next((line for line in lines if line.startswith("Machine: ")), "")
+    kept = sorted({int(number.match(row).group(1)) for row in rows})
+    machine_then = where.removeprefix("Machine: ").rstrip(".")
+    return rows, notes, (f"Figures {', '.join(map(str, kept))} are kept from the run of "
+                         f"{when}, on {machine_then}" if rows else "")
+
+
+def write_results(figures: list[Figure], path: Path, quick: bool, elapsed: float,
+                  only: bool = False) -> None:
+    """RESULTS.md: the machine, then every figure's row and note. With ``only`` (a selection
+    of figures measured), the other figures of the file's earlier run of the same mode are kept,
+    each row as it was, and a line says when they were measured."""
+    measured = {f.number for f in figures}
+    rows, notes, kept = _kept(path, quick, measured) if only else ([], [], "")
     lines = ["# regbench benchmark", "",
              f"Mode: {'quick (synthetic data)' if quick else 'full (MNIST)'}; "
-             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; took {elapsed:.0f} s.",
+             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; took {elapsed:.0f} s"
+             + (f" for figures {', '.join(map(str, sorted(measured)))}" if only else "") + ".",
              f"Command: `make bench{' quick=1' if quick else ''}` (`python bench/run.py"
              f"{' --quick' if quick else ''}`); a figure that times a command names it in its "
              "note, the others time train steps inside the benchmark's process.",
-             f"Machine: {machine()}.", "",
+             f"Machine: {machine()}.", *([f"{kept}."] if kept else []), "",
              "| # | figure | value | goal | verdict | spread |", "|---|---|---|---|---|---|"]
+    new_rows = []
     for f in figures:
         goal = "" if f.goal is None else f"<= {f.goal:g} {f.unit}"
-        lines.append(f"| {f.number} | {f.name} | {f.value:.3g} {f.unit} | {goal} | {f.verdict} "
-                     f"| {f.spread()} |")
-    lines += ["", "Notes:", ""] + [f"- {f.number}. {f.name}: {f.notes}" for f in figures
-                                     if f.notes]
+        new_rows.append(f"| {f.number} | {f.name} | {f.value:.3g} {f.unit} | {goal} | "
+                        f"{f.verdict} | {f.spread()} |")
+    new_notes = [f"- {f.number}. {f.name}: {f.notes}" for f in figures if f.notes]
+
+    def by_number(line: str) -> int:
+        return int(re.match(r"^(?:\| |- )(\d+)", line).group(1))
+
+    lines += sorted(rows + new_rows, key=by_number)
+    lines += ["", "Notes:", ""] + sorted(notes + new_notes, key=by_number)
     path.write_text("\n".join(lines) + "\n")

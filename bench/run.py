@@ -4,8 +4,8 @@ Every comparison alternates its contenders in one process or one minute and repo
 of medians; every figure is the median of several runs, with min and max. Writes RESULTS.md
 (its first lines say how long the run took). ``--quick`` uses synthetic data, fewer rounds and
 a smaller store, and is what the test suite runs. What each figure measures lives beside it:
-steps.py (1-3), store_reads.py (4), processes.py (5-7), overhead.py (8); figures.py has what they
-share.
+steps.py (1-3), store_reads.py (4), processes.py (5-7), overhead.py (8), soak.py (9); figures.py has
+what they share.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 from figures import BENCH_DIR, PYTHON, Figure, median_ratio, write_results
 from overhead import overhead_figures
 from processes import LAUNCHES, startup, study_throughput, train_peak_mib
+from soak import soak_figures
 from steps import (
     OPTIONS,
     baseline_epoch_seconds,
@@ -252,6 +253,8 @@ def measure(quick: bool, scratch: Path, only: frozenset[int] | None = None) -> l
         figures += process_figures(quick, scratch, epochs)
     if wanted(8):
         figures += overhead_figures(quick, scratch)
+    if wanted(9):
+        figures += soak_figures(quick, scratch)
     return [figure for figure in figures if only is None or figure.number in only]
 
 
@@ -259,13 +262,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "RESULTS.md")
-    parser.add_argument("--only", type=int, action="append", choices=range(1, 9),
+    parser.add_argument("--only", type=int, action="append", choices=range(1, 10),
                         metavar="N", help="measure figure N only (repeatable; default: all)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         figures = measure(args.quick, Path(scratch), frozenset(args.only) if args.only else None)
-    write_results(figures, args.out, args.quick, time.perf_counter() - started)
+    write_results(figures, args.out, args.quick, time.perf_counter() - started,
+                  only=bool(args.only))
     print(args.out.read_text())
     return 0
 

@@ -34,7 +34,7 @@ def test_one_tiny_figure_end_to_end(tmp_path):
 
 
 @pytest.mark.parametrize(("only", "groups"), [
-    (None, ["step", "epoch", "store", "startup", "process", "overhead"]),
+    (None, ["step", "epoch", "store", "startup", "process", "overhead", "soak"]),
     (frozenset({5}), ["startup"]),
     (frozenset({4}), ["epoch", "store"]),
     (frozenset({1, 7}), ["step", "epoch", "process"]),
@@ -56,12 +56,32 @@ def test_a_selection_runs_the_groups_its_figures_need(bench_run, monkeypatch, tm
     monkeypatch.setattr(bench_run, "startup_figures", group("startup", (5,)))
     monkeypatch.setattr(bench_run, "process_figures", group("process", (6, 7)))
     monkeypatch.setattr(bench_run, "overhead_figures", group("overhead", (8,)))
+    monkeypatch.setattr(bench_run, "soak_figures", group("soak", (9,)))
     figures = bench_run.measure(True, tmp_path, only)
     assert ran == groups
-    assert sorted({f.number for f in figures}) == sorted(only or range(1, 9))
+    assert sorted({f.number for f in figures}) == sorted(only or range(1, 10))
 
 
 def test_the_benchmark_is_split_by_what_it_measures():
-    for module in ("run", "figures", "steps", "store_reads", "processes", "overhead"):
+    for module in ("run", "figures", "steps", "store_reads", "processes", "overhead", "soak"):
         lines = (BENCH / f"{module}.py").read_text().count("\n")
         assert lines <= 300, f"bench/{module}.py has {lines} lines"
+
+
+def test_a_selection_keeps_the_other_figures_of_the_file(bench_run, tmp_path):
+    """``--only N`` writes figure N anew and keeps every other row and note of the earlier run
+    of the same mode, saying when those were measured."""
+    results = tmp_path / "RESULTS.md"
+    old = [bench_run.Figure(1, "one", 1.0, None, "x", [], "note one"),
+           bench_run.Figure(2, "two", 2.0, None, "x", [], "note two")]
+    bench_run.write_results(old, results, quick=True, elapsed=5.0)
+    bench_run.write_results([bench_run.Figure(2, "two", 3.0, None, "x", [], "new two")],
+                            results, quick=True, elapsed=1.0, only=True)
+    text = results.read_text()
+    assert re.findall(r"^\| (\d) \| \w+ \| ([\d.]+) x", text, flags=re.M) == [
+        ("1", "1"), ("2", "3")]
+    assert "- 1. one: note one" in text and "- 2. two: new two" in text
+    assert "note two" not in text and "Figures 1 are kept from the run of " in text
+    bench_run.write_results([bench_run.Figure(2, "two", 4.0, None, "x")], results,
+                            quick=False, elapsed=1.0, only=True)  # another mode: none kept
+    assert "| 1 |" not in results.read_text()

@@ -618,6 +618,15 @@ def test_per_seed_values_behind_every_verdict_are_published(store, tmp_path):
             assert list(got["seed"]) == list(seeds)
             assert np.allclose(got["value"], values), (arm, metric)
     assert rows["run_id"].str.len().eq(32).all()
+    # README's recipe: an interval of comparison.md from per_seed.csv with scipy
+    from scipy import stats as scipy_stats
+
+    accuracy = rows[rows["metric"] == "test_accuracy"].pivot(index="seed", columns="arm",
+                                                             values="value")
+    paired = accuracy[["custom-0.0001", "l2-0.0001"]].dropna()
+    low, high = scipy_stats.ttest_rel(paired["custom-0.0001"], paired["l2-0.0001"]
+                                      ).confidence_interval(0.95)
+    assert f"[{low:+.4f}, {high:+.4f}]" in (tmp_path / "comparison.md").read_text()
 
 
 def test_a_report_is_written_whole_or_not_at_all(store, tmp_path, monkeypatch):
@@ -645,3 +654,30 @@ def test_a_report_is_written_whole_or_not_at_all(store, tmp_path, monkeypatch):
     assert compare.main(arguments) == 0
     assert (tmp_path / "reliability.png").exists() and (tmp_path / "stale.png").exists()
     assert (tmp_path / "sequential.md").read_text() == "another report's file\n"
+
+
+def test_a_run_whose_seed_was_relabelled_is_left_out_and_trained_again(tmp_path):
+    """A run whose seed param or tag says 0 while its name says s2 (its seed relabelled in the
+    store) pairs with nothing: the comparison leaves it out naming it, and no job reuses it,
+    so the genuine seed is trained again."""
+    from regbench.design import sweep
+
+    mlflow.set_tracking_uri(sqlite_uri(tmp_path))
+    experiment_id = mlflow.create_experiment("relabelled")
+    for seed in range(3):
+        record_run(experiment_id, "none", {"name": "none"}, seed, 0.97, 0.1,
+                   with_reliability=False)
+        record_run(experiment_id, "l2-0.0001", {"name": "l2", "weight": "0.0001"}, seed, 0.97,
+                   0.1, with_reliability=False)
+    client = MlflowClient()
+    relabelled = record_run(experiment_id, "l2-0.0001", {"name": "l2", "weight": "0.0001"}, 0,
+                            0.5, 0.9, with_reliability=False)
+    client.set_tag(relabelled, "mlflow.runName", "l2-0.0001-mlp_bn-mnist-s2")
+    client.set_tag(relabelled, record.TAG_CONFIG_HASH, "hash-of-seed-2")
+    recorded = query.fetch_runs("relabelled", None)
+    assert relabelled not in set(recorded.runs["run_id"])
+    assert any(note.startswith("1 run(s) contradict themselves on their seed")
+               and f"{relabelled[:8]} says 0, 2" in note for note in recorded.notes)
+    l2 = recorded.runs[recorded.runs["arm"] == "l2-0.0001"]
+    assert sorted(l2["seed"]) == [0, 1, 2] and (l2["metrics.test_accuracy"] == 0.97).all()
+    assert sweep.finished_runs(experiment_id, "hash-of-seed-2") == []  # trained again

@@ -139,6 +139,29 @@ def test_stale_runs_are_found_and_marked_killed(tmp_path, capsys):
     assert "KILLED" in capsys.readouterr().out
 
 
+def test_a_later_command_closes_the_runs_whose_process_is_gone(tmp_path):
+    """A run left RUNNING by a process killed with SIGKILL is closed KILLED by the next command
+    that uses its experiment (``tracking.close_stale_runs``: the pool's rounds, a report's
+    run); a live process's run and another host's are left alone."""
+    from regbench.run.tracking import STALE_CLOSER, close_stale_runs
+
+    mlflow.set_tracking_uri(sqlite_uri(tmp_path))
+    experiment_id = mlflow.create_experiment("regbench")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    client = MlflowClient()
+    here = socket.gethostname()
+    stale = client.create_run(experiment_id, tags={"host": here, "pid": str(dead.pid)})
+    alive = client.create_run(experiment_id, tags={"host": here, "pid": str(os.getpid())})
+    elsewhere = client.create_run(experiment_id, tags={"host": "other-host", "pid": "1"})
+    assert close_stale_runs(experiment_id) == 1
+    closed = client.get_run(stale.info.run_id)
+    assert closed.info.status == "KILLED" and closed.data.tags["killed_by"] == STALE_CLOSER
+    assert {client.get_run(run.info.run_id).info.status for run in (alive, elsewhere)} == {
+        "RUNNING"}
+    assert close_stale_runs(experiment_id) == 0
+
+
 def test_marking_stale_runs_on_a_store_that_cannot_be_written_is_one_line(tmp_path, capsys,
                                                                          monkeypatch):
     import sqlite3

@@ -100,7 +100,8 @@ def test_a_tiny_path_its_report_and_the_tuned_comparison(tmp_path, capsys, monke
     tuned = {s.regularizer: (s.chosen("1se").strength,) for s in selections}
     capsys.readouterr()
     assert dispatch(["path", "tuned", preset, "--rule", "1se", "--first", "2", "--step", "1",
-                      "--max-seeds", "2", "--tracking-uri", uri, "--out", str(tmp_path / "tuned"),
+                      "--max-seeds", "2", "--any-budget", "--tracking-uri", uri, "--out",
+                      str(tmp_path / "tuned"),
                       *overrides, f"hydra.sweep.dir={tmp_path / 'tuned-runs'}"]) == 0
     runs = query.fetch_runs(f"{experiment}-tuned", None).runs
     assert set(runs["arm"]) == {"none", *(f"{name}-{strength:g}"

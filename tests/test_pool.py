@@ -1,14 +1,20 @@
 """The pool of workers (``regbench.design.pool``): a round's jobs on long-lived workers, with the
 records, results, failures and skips of a multirun."""
 
+import os
+import subprocess
+import sys
+import time
+
 import mlflow
 import pytest
 
-from helpers import run_command, sqlite_uri
+from helpers import QUIET_TENSORFLOW, run_command, sqlite_uri, wait_for_training_runs
 from regbench import record
 from regbench.cli.main import dispatch
 from regbench.design import pool
 from regbench.design.sweep import train_command
+from regbench.run.tracking import process_alive
 
 SMOKE = ("data=synthetic", "trainer=smoke", "model=mlp_small")
 # one thread and deterministic ops: the same config computes the same numbers in any process
@@ -78,3 +84,54 @@ def test_a_launcher_of_its_own_is_left_to_hydra():
     assert pool.local_launcher(compose("hydra/launcher=per_core", hydra=True))
     assert pool.local_launcher(compose(hydra=True))
     assert not pool.local_launcher(compose("hydra/launcher=ray_cluster", hydra=True))
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("command", [["sweep"], ["train", "-m", "hydra/launcher=per_core"]])
+def test_a_command_killed_by_sigkill_leaves_no_worker_training(tmp_path, command):
+    """kill -9 of the command (the pool's, or Hydra's joblib multirun): its workers see their
+    parent gone, close their runs KILLED and exit; nothing trains on as an orphan."""
+    uri = sqlite_uri(tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "regbench", *command, *SMOKE, "seed=0,1",
+         "data.n_train=30000", "trainer.epochs=1000", "trainer.early_stopping_patience=1000",
+         f"mlflow.tracking_uri={uri}", f"hydra.sweep.dir={tmp_path / 'multirun'}"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, **QUIET_TENSORFLOW})
+    try:
+        wait_for_training_runs(tmp_path, 2)
+        process.kill()
+        process.wait()
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            runs = _runs(uri, "regbench")
+            children = runs[runs["tags.sweep"] != "parent"]
+            if (children["status"] != "RUNNING").all():
+                break
+            time.sleep(1)
+    finally:
+        process.kill()
+    assert sorted(children["status"]) == ["KILLED", "KILLED"]
+    pids = {int(pid) for pid in children["tags.pid"]}
+    time.sleep(3)  # the workers exit after closing their runs
+    assert not any(process_alive(pid) for pid in pids)
+
+
+@pytest.mark.long
+def test_two_identical_sweeps_at_once_train_each_job_once(tmp_path):
+    """Each job is claimed while it trains (``sweep.claimed``): the second command's copy
+    waits for it, then finds the FINISHED run and skips."""
+    uri = sqlite_uri(tmp_path)
+    commands = [subprocess.Popen(
+        [sys.executable, "-m", "regbench", "sweep", *SMOKE, "regularizer=none,l2", "seed=0,1",
+         f"mlflow.tracking_uri={uri}", f"hydra.sweep.dir={tmp_path / name}"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **QUIET_TENSORFLOW}) for name in ("first", "second")]
+    outputs = [process.communicate(timeout=300) for process in commands]
+    assert [process.returncode for process in commands] == [0, 0], outputs
+    runs = _runs(uri, "regbench")
+    finished = runs[(runs["tags.sweep"] != "parent") & (runs["status"] == "FINISHED")]
+    assert len(finished) == 4 and finished["tags.config_hash"].is_unique
+    parents = runs[runs["tags.sweep"] == "parent"]
+    assert parents["metrics.children_finished"].sum() + parents[
+        "metrics.children_skipped"].sum() >= 4

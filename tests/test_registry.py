@@ -266,3 +266,14 @@ def test_an_exiting_plugin_cannot_make_a_command_report_success(tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.strip().splitlines()[-1].endswith("does not import: SystemExit: 0")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exits.py"]
+
+
+def test_a_command_with_a_plugin_prints_none_of_tensorflow_s_start_up_lines(tmp_path):
+    """A plugin imports Keras: TensorFlow is imported first, with its C++ lines left out."""
+    from regbench.processes import TENSORFLOW_STARTUP_LINES
+
+    result = run_command("train", "--cfg", "job", "regularizer=soft_orthogonal", cwd=tmp_path,
+                         env={registry.PLUGINS_ENV: str(EXAMPLE)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not [line for line in result.stderr.splitlines()
+                if line.startswith(TENSORFLOW_STARTUP_LINES)], result.stderr

@@ -126,3 +126,16 @@ def test_the_docs_quote_the_published_simulation():
     published = published_simulation()
     statistics = (PROJECT_ROOT / "docs" / "statistics.md").read_text()
     assert published.split("\n\n", 1)[1] in statistics
+
+
+@pytest.mark.parametrize("family", [1, 4, 12])
+def test_the_first_decisive_look_is_the_first_where_a_decision_is_possible(family):
+    """Below ``first_decisive_seeds`` nothing can be decided however clear the data; at it, an
+    equivalence can (differences near 0, a wide margin)."""
+    n = sequential.first_decisive_seeds(family)
+    alpha = (1 - stats.CONFIDENCE) / family
+    rng = np.random.default_rng(0)
+    for seeds, decidable in ((n - 1, False), (n, True)):
+        d = rng.normal(0, 1e-4, (1, seeds))
+        code, *_ = sequential.decisions(d, margin=1.0, alpha=alpha)
+        assert (code[0] != 0) == decidable, (family, seeds)

@@ -109,7 +109,8 @@ def test_the_command_trains_the_preset_on_each_look_s_seeds(tmp_path, monkeypatc
 
     monkeypatch.setattr(study.pool, "run_commands", record_instead_of_training)
     assert dispatch(["study", "l2_vs_custom", "--experiment", "grown", "--first", "2",
-                     "--step", "1", "--max-seeds", "3", "--tracking-uri", uri, "--out",
+                     "--step", "1", "--max-seeds", "3", "--any-budget", "--tracking-uri", uri,
+                     "--out",
                      str(tmp_path / "report"), "trainer.epochs=3"]) == 0
     assert [command[4:] for command in launched] == [
         ["-m", "experiment=l2_vs_custom", "mlflow.experiment_name=grown", f"seed={seeds}",
@@ -144,6 +145,8 @@ def test_an_interrupted_study_leaves_a_report_of_where_it_got_to(tmp_path):
     (["l2_vs_custom", "--experiment", "x", "--start", "-5"], "seed=-5: "),
     (["l2_vs_custom", "--experiment", ""], "mlflow.experiment_name="),
     (["l2_vs_custom", "--experiment", "x", "trainer.epochs=0"], "trainer.epochs=0: must be"),
+    (["l2_vs_custom", "--experiment", "x", "--first", "2", "--max-seeds", "6"],
+     "--max-seeds 6: with 4 comparisons nothing can be decided below 7 seeds per arm"),
     (["l2_vs_custom", "--experiment", "x", "--reference", "l1"],
      "--reference l1: not an arm of l2_vs_custom; allowed are custom, l2, none"),
 ])

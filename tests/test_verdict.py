@@ -42,7 +42,8 @@ def test_a_users_regularizer_from_its_file_to_a_verdict(plugin, tmp_path, monkey
     monkeypatch.setattr(path, "SELECTION_SEEDS", (0, 1))
     uri = sqlite_uri(tmp_path)
     arguments = ["soft_orthogonal", "--preset", "path_mnist", "--first", "2", "--step", "1",
-                 "--max-seeds", "2", "--tracking-uri", uri, "--out", str(tmp_path / "v"),
+                 "--max-seeds", "2", "--any-budget", "--tracking-uri", uri, "--out",
+                 str(tmp_path / "v"),
                  *SMALL]
     assert dispatch(["verdict", *arguments]) == 0
     sentence = capsys.readouterr().out.strip().splitlines()[-1]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.resources import files
@@ -61,11 +62,17 @@ def config_groups() -> tuple[str, ...]:
 
 
 @contextmanager
-def file_lock(lock_file: Path) -> Iterator[None]:
+def file_lock(lock_file: Path, waiting: str | None = None) -> Iterator[None]:
     """Hold an exclusive lock on ``lock_file`` (created if missing) for the block: processes
-    of this host that take the same lock run such blocks one at a time."""
+    of this host that take the same lock run such blocks one at a time. ``waiting``: a line
+    printed to stderr when the lock is held by another process, before waiting for it."""
     with open(lock_file, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting is not None:
+                print(waiting, file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -92,6 +93,28 @@ def signals_held():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         for signum in dict.fromkeys(held):
             signal.raise_signal(signum)
+
+
+ORPHAN_CHECK_SECONDS = 1.0  # how often a worker checks that the process that started it lives
+_watching: list[int] = []  # the parent watched, once stop_with_parent has started
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(ORPHAN_CHECK_SECONDS)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def stop_with_parent(parent: int | None = None) -> None:
+    """Send this process SIGTERM once ``parent`` (default: its parent now) is gone, checked
+    every ORPHAN_CHECK_SECONDS by a daemon thread started once per process: a worker whose
+    command was killed (kill -9) stops its job KILLED (``signals_as_interrupt``) or, idle,
+    ends, instead of training on as an orphan."""
+    if _watching:
+        return
+    _watching.append(os.getppid() if parent is None else parent)
+    threading.Thread(target=_watch_parent, args=(_watching[0],), daemon=True,
+                     name="regbench-parent-watch").start()
 
 
 def run_commands(commands: list[list[str]]) -> int:

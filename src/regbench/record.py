@@ -18,6 +18,7 @@ A training run records (docs/architecture.md, "The run record"):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 # statuses (MLflow's RunStatus names)
@@ -131,3 +132,11 @@ def arm_name(label: str) -> str:
 def run_name(arm: str, model: str, data: str, seed: int) -> str:
     """``<arm>-<model>-<data>-s<seed>``, e.g. ``custom-0.0001-mlp_bn-mnist-s0``."""
     return f"{arm}-{model}-{data}-s{seed}"
+
+
+def seeds_said(param: object, tag: object, name: object) -> set[int]:
+    """The seeds a run states: its param ``seed``, its tag ``seed`` and the ``-s<seed>`` that
+    ends its ``run_name``, those it has. More than one: the run contradicts itself (its seed
+    was relabelled), and nothing may pair on it or reuse it."""
+    found = {str(param), str(tag), *re.findall(r"-s(\d+)$", str(name))}
+    return {int(value) for value in found if value.isdigit()}

@@ -13,7 +13,7 @@ from pathlib import Path
 from regbench.analysis import query, report
 from regbench.analysis.comparison import Comparison, Target, summarise
 from regbench.run import store
-from regbench.run.tracking import git_commit, recorded_run
+from regbench.run.tracking import close_stale_runs, git_commit, recorded_run
 
 COMPARISONS_EXPERIMENT = "regbench-comparisons"
 MAX_TAG_LENGTH = 8000
@@ -28,6 +28,7 @@ def log_report(paths: list[Path], tracking_uri: str | None, run_name: str,
     import mlflow
 
     experiment_id = store.use_store(tracking_uri, COMPARISONS_EXPERIMENT)
+    close_stale_runs(experiment_id)
     with recorded_run(experiment_id, run_name, tags) as run:
         for path in paths:
             mlflow.log_artifact(str(path))

@@ -108,6 +108,25 @@ def possible_values(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return runs[~impossible], notes
 
 
+def consistent_seeds(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The runs that agree with themselves on their seed (``record.seeds_said``: the param
+    the comparison pairs on, the tag, the run name's ``-s<seed>``). A run they contradict (its
+    seed relabelled in the store) is left out and a note names it with what it says. The study
+    then finds no run of that seed it may reuse (``sweep.finished_runs``) and trains it
+    again."""
+    params = runs.get(f"params.{record.PARAM_SEED}", pd.Series("", index=runs.index))
+    said = [record.seeds_said(param, tag, name) for param, tag, name in zip(
+        params, tag_values(runs, record.TAG_SEED, ""),
+        tag_values(runs, record.RUN_NAME_TAG, ""), strict=True)]
+    contradicted = pd.Series([len(seeds) > 1 for seeds in said], index=runs.index)
+    notes = [f"{int(contradicted.sum())} run(s) contradict themselves on their seed (param, "
+             "tag, run name) and are left out: " + "; ".join(
+                 f"{run_id[:8]} says {', '.join(map(str, sorted(seeds)))}"
+                 for run_id, seeds, bad in zip(runs["run_id"], said, contradicted, strict=True)
+                 if bad)] if contradicted.any() else []
+    return runs[~contradicted], notes
+
+
 def tag_values(runs: pd.DataFrame, tag: str, missing: str) -> pd.Series:
     """Each run's tag ``tag``, ``missing`` where a run has none, indexed as ``runs``."""
     column = f"tags.{tag}"
@@ -225,11 +244,14 @@ def fetch_runs(experiment: str, filter_string: str | None) -> RecordedRuns:
                        seed=pd.to_numeric(ours.get(f"params.{record.PARAM_SEED}"),
                                           errors="coerce"))
     ours, impossible = possible_values(ours)
+    ours, contradicted = consistent_seeds(ours)
     if ours.empty:
-        raise CompareError(f"no run of '{experiment}' is left to compare: {impossible[0]}")
+        raise CompareError(f"no run of '{experiment}' is left to compare: "
+                           f"{(impossible + contradicted)[0]}")
     ours, split = split_mixed_arms(ours)
     ours, repeated = newest_per_seed(ours)
-    return RecordedRuns(ours.reset_index(drop=True), left_out, impossible + split + repeated)
+    return RecordedRuns(ours.reset_index(drop=True), left_out,
+                        impossible + contradicted + split + repeated)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,9 @@ def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seeds per arm added at each later look")
     parser.add_argument("--max-seeds", type=int, default=sequential.MAX_SEEDS,
                         help="the budget: seeds per arm at the last look")
+    parser.add_argument("--any-budget", action="store_true",
+                        help="accept a budget below the first look that can decide anything "
+                        "(a check of the plumbing: every comparison ends inconclusive)")
 
 
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,12 +51,21 @@ def store_override(tracking_uri: str | None) -> list[str]:
     return [f"mlflow.tracking_uri={tracking_uri}"] if tracking_uri else []
 
 
-def schedule_from(args: argparse.Namespace) -> sequential.Schedule:
-    """The schedule of ``add_schedule_arguments``' options; a bad one is one line, exit 2."""
+def schedule_from(args: argparse.Namespace, family: int) -> sequential.Schedule:
+    """The schedule of ``add_schedule_arguments``' options for a study of ``family``
+    comparisons; a bad one, or a budget below the first look that can decide anything
+    (``sequential.first_decisive_seeds``) unless ``--any-budget``, is one line, exit 2,
+    before anything trains."""
     try:
-        return sequential.Schedule(args.first, args.seeds_per_round, args.max_seeds)
+        schedule = sequential.Schedule(args.first, args.seeds_per_round, args.max_seeds)
     except ValueError as error:
         common.fail(str(error))
+    needed = sequential.first_decisive_seeds(family)
+    if schedule.max_seeds < needed and not args.any_budget:
+        common.fail(f"--max-seeds {schedule.max_seeds}: with {family} comparisons nothing can "
+                    f"be decided below {needed} seeds per arm; give --max-seeds {needed} or "
+                    "more (--any-budget: a check of the plumbing)")
+    return schedule
 
 
 def options_list(text: str) -> list[str]:

@@ -16,6 +16,7 @@ from regbench.cli import common, options
 from regbench.locations import REPORTS_DIR, unwritable_folder, write_whole
 
 with common.collector_paused():
+    from regbench.analysis.comparison import TESTED
     from regbench.analysis.publish import log_report
     from regbench.analysis.report import provenance
     from regbench.design import calibrate, path, presets, study
@@ -78,6 +79,7 @@ def tuned_step(args: argparse.Namespace, recorded: path.PathStudy, header: str,
         recorded, args.regularizers or presets.default_options(args.experiment), args.rule,
         args.experiment, every=bool(args.regularizers))
     out = args.out or REPORTS_DIR / tuned
+    schedule = options.schedule_from(args, len(chosen_grids) * len(TESTED))
     chosen = path.selection_markdown(
         [s for s in recorded.selections if s.regularizer in chosen_grids], args.rule)
     write_whole(out / "selection.md", header + chosen)
@@ -85,7 +87,7 @@ def tuned_step(args: argparse.Namespace, recorded: path.PathStudy, header: str,
     return study.grow(
         lambda seeds, regularizers: path.train_commands(args.preset, chosen_grids, tuple(seeds),
                                                         tuned, extra, regularizers),
-        tuned, presets.CONTROL, options.schedule_from(args), presets.TUNED_SEED_START, out,
+        tuned, presets.CONTROL, schedule, presets.TUNED_SEED_START, out,
         command, args.tracking_uri, arms=tuple(chosen_grids), reuse_stale=args.reuse_stale)
 
 

@@ -10,7 +10,7 @@ from regbench.cli import common, options
 from regbench.locations import REPORTS_DIR, unwritable_folder
 
 with common.collector_paused():
-    from regbench.analysis.comparison import DEFAULT_REFERENCE
+    from regbench.analysis.comparison import DEFAULT_REFERENCE, TESTED
     from regbench.design.study import grow
     from regbench.design.sweep import train_command
     from regbench.errors import CompareError, StoreError
@@ -33,7 +33,6 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_intermixed_args(argv)
-    schedule = options.schedule_from(args)
     extra = options.job_overrides(args)
     out = args.out or REPORTS_DIR / args.experiment
     jobs = options.composed_or_exit("-m", f"experiment={args.preset}", f"seed={args.start}",
@@ -42,6 +41,7 @@ def main(argv: list[str]) -> int:
     if arm_name(args.reference) not in arms:
         common.fail(f"--reference {args.reference}: not an arm of {args.preset}; allowed are "
                     f"{', '.join(arms)} (or one's label, e.g. l2-0.0001)")
+    schedule = options.schedule_from(args, (len(arms) - 1) * len(TESTED))
     if reason := unwritable_folder(out):
         common.fail(f"--out {out}: cannot be created, {reason}")
 

@@ -52,16 +52,19 @@ def hydra_entry(cfg: DictConfig) -> float:
     except Exception as error:
         print(f"error: job failed before its run existed: {error}", file=sys.stderr)
         return float("nan")
+    if job.threads is not None:  # a worker of a parallel launcher: it ends with its sweep
+        processes.stop_with_parent()
     status = record.FAILED
     try:
-        if not cfg.rerun:
-            reuse, today = sweep.job_reuse(job.experiment_id, cfg)
-            if line := reuse.line(today):
-                print(line, file=sys.stderr)
-            if reuse.run_id:
-                status = sweep.SKIPPED
-                return float("nan")
-        best = _train(cfg, job.parent_run_id, job.threads)
+        with sweep.claimed(job.experiment_id, cfg):
+            if not cfg.rerun:
+                reuse, today = sweep.job_reuse(job.experiment_id, cfg)
+                if line := reuse.line(today):
+                    print(line, file=sys.stderr)
+                if reuse.run_id:
+                    status = sweep.SKIPPED
+                    return float("nan")
+            best = _train(cfg, job.parent_run_id, job.threads)
         status = record.FAILED if math.isnan(best) else record.FINISHED  # NaN: the job failed
         return best
     except (KeyboardInterrupt, SystemExit):

@@ -17,6 +17,7 @@ with common.collector_paused():
 
     from regbench import processes
     from regbench.analysis import report
+    from regbench.analysis.comparison import TESTED
     from regbench.analysis.publish import log_report
     from regbench.config import registry
     from regbench.design import path, presets, verdict
@@ -62,7 +63,7 @@ def checked_option(args: argparse.Namespace) -> registry.Option:
 def main(argv: list[str]) -> int:
     args = parser().parse_intermixed_args(argv)
     started = time.time()
-    schedule = options.schedule_from(args)
+    schedule = options.schedule_from(args, len((presets.CONTROL, verdict.BASELINE)) * len(TESTED))
     option = checked_option(args)
     extra = options.job_overrides(args)
     experiment = options.experiment_or_exit(args.preset, extra)

@@ -56,6 +56,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from regbench import processes
 from regbench.config.numbers import finite_number
 from regbench.errors import ConfigError
 from regbench.locations import CONF_DIR
@@ -309,10 +310,15 @@ def load() -> None:
     """Register the user's options once per process: the files named in REGBENCH_PLUGINS,
     then the entry points of group ``regbench.regularizers``. Raises ConfigError (one line)
     when one does not import (``_importing``) or registers wrongly; a failed load is tried
-    again next call."""
-    for entry in filter(None, os.environ.get(PLUGINS_ENV, "").split(os.pathsep)):
+    again next call. TensorFlow is imported first, quietly (``processes``), when there is a
+    plugin: a regularizer imports Keras, and TensorFlow's C++ start-up lines would follow."""
+    files = list(filter(None, os.environ.get(PLUGINS_ENV, "").split(os.pathsep)))
+    points = list(entry_points(group=ENTRY_POINT_GROUP))
+    if files or points:
+        processes.import_tensorflow_quietly()
+    for entry in files:
         _import_file(Path(entry).resolve())
-    for point in entry_points(group=ENTRY_POINT_GROUP):
+    for point in points:
         dist = point.dist
         with _importing(f"entry point {point.name} ({point.value}) of group "
                         f"{ENTRY_POINT_GROUP}", f"distribution {dist.name}=={dist.version}"

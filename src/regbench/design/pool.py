@@ -36,7 +36,6 @@ import contextlib
 import os
 import signal
 import sys
-import threading
 import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -49,7 +48,6 @@ from regbench import processes, record
 from regbench.design import sweep
 
 WORKER_IDLE_TIMEOUT = 3600  # s: a worker idle that long ends (a command's looks are seconds)
-ORPHAN_CHECK_SECONDS = 1.0  # how often a worker checks that its command process lives
 
 
 def workers() -> int:
@@ -57,19 +55,11 @@ def workers() -> int:
     return os.cpu_count() or 1
 
 
-def _watch_parent(parent: int) -> None:
-    """SIGTERM to this worker once its command process ``parent`` is gone: a job stops KILLED
-    (``sweep.train``'s signal handling), an idle worker ends."""
-    while os.getppid() == parent:
-        time.sleep(ORPHAN_CHECK_SECONDS)
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
 def _start_worker(threads: int, parent: int) -> None:
     """A worker's start: Ctrl-C left to its command process while idle (a job installs its own
     handler), the orphan watch, TensorFlow with ``threads`` threads, and MLflow."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    processes.stop_with_parent(parent)
     processes.import_tensorflow_quietly(threads)
     import mlflow  # noqa: F401
 
@@ -89,6 +79,7 @@ class Job:
     """One job for a worker: its config (the task's, as YAML), its parent run, its folder."""
 
     config_yaml: str
+    experiment_id: str
     parent_run_id: str
     output_dir: str
     name: str  # for the progress line: regularizer, weight, seed
@@ -101,22 +92,32 @@ class Job:
         return (-self.expected_seconds, -self.weight)
 
 
+SKIPPED = sweep.SKIPPED.upper()  # a job another process trained while this one waited
+DONE = (record.FINISHED, SKIPPED)  # outcomes that leave the job's config with a FINISHED run
+
+
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # record.FINISHED, FAILED or KILLED
+    status: str  # record.FINISHED, FAILED or KILLED, or SKIPPED
     seconds: float  # the job's wall time in its worker
 
 
 def _work(job: Job) -> Outcome:
-    """Run one job in a worker: train (``sweep.train``; the worker set its threads), print its
-    result or failure line, record its status in its folder."""
+    """Run one job in a worker, holding its claim (``sweep.claimed``): skip it if its config has
+    a FINISHED run of today's code by now (another process trained it meanwhile), else train
+    (``sweep.train``; the worker set its threads) and print its result or failure line; record
+    its status in its folder."""
     started = time.perf_counter()
     cfg = OmegaConf.create(job.config_yaml)
     status = record.FAILED
     try:
-        result = sweep.train(cfg, job.parent_run_id, None)
-        print(sweep.result_line(result), file=sys.stderr, flush=True)
-        status = record.FINISHED
+        with sweep.claimed(job.experiment_id, cfg):
+            if not cfg.rerun and sweep.job_reuse(job.experiment_id, cfg)[0].run_id:
+                status = SKIPPED
+            else:
+                result = sweep.train(cfg, job.parent_run_id, None)
+                print(sweep.result_line(result), file=sys.stderr, flush=True)
+                status = record.FINISHED
     except KeyboardInterrupt:
         status = record.KILLED
     except Exception as error:
@@ -214,7 +215,7 @@ def _open_sweep(multiruns: list[Multirun], experiment_id: str, stamp: str
                 continue
             name, weight = str(task.regularizer.name), task.regularizer.get("weight")
             jobs.append(Job(
-                OmegaConf.to_yaml(task), state.run_id, str(output_dir),
+                OmegaConf.to_yaml(task), experiment_id, state.run_id, str(output_dir),
                 f"{name}{f' {weight:g}' if weight else ''} seed {task.seed}",
                 measured.get((name, str(weight if weight is not None else "")), float("inf")),
                 float(weight or 0.0)))
@@ -231,7 +232,7 @@ class _Progress:
     def line(self, job: Job, outcome: Outcome) -> str:
         self.outcomes.append(outcome)
         done, left = len(self.outcomes), self.total - len(self.outcomes)
-        failed = sum(o.status != record.FINISHED for o in self.outcomes)
+        failed = sum(o.status not in DONE for o in self.outcomes)
         mean = sum(o.seconds for o in self.outcomes) / done
         return (f"[{done}/{self.total} jobs{', ' + self.label if self.label else ''}] "
                 f"{job.name} {outcome.status} in {outcome.seconds:.0f} s; {failed} not "
@@ -241,8 +242,9 @@ class _Progress:
 
 def _run_jobs(jobs: list[Job], label: str) -> list[Outcome]:
     """Hand the jobs to the pool, at most one per worker at a time, in the given order; print
-    the progress; return their outcomes (a worker that died: FAILED)."""
-    pool, progress = executor(), _Progress(len(jobs), label)
+    the progress; return their outcomes (a worker that died: FAILED; the jobs after it go to
+    the pool ``executor`` starts anew)."""
+    progress = _Progress(len(jobs), label)
     waiting, running = list(jobs), {}
     outcomes = []
     while waiting or running:
@@ -250,7 +252,7 @@ def _run_jobs(jobs: list[Job], label: str) -> list[Outcome]:
             raise KeyboardInterrupt(reason)
         while waiting and len(running) < workers():
             job = waiting.pop(0)
-            running[pool.submit(_work, job)] = job
+            running[executor().submit(_work, job)] = job
         done, _ = wait(list(running), timeout=1.0, return_when=FIRST_COMPLETED)
         for future in done:
             job = running.pop(future)
@@ -281,6 +283,7 @@ def _train_multiruns(arguments: list[list[str]], label: str) -> int:
     from regbench.config.overrides import composed_jobs
     from regbench.errors import ConfigError, StoreError
     from regbench.run.store import use_store
+    from regbench.run.tracking import close_stale_runs
 
     code, by_experiment = 0, {}
     for command in arguments:
@@ -299,6 +302,9 @@ def _train_multiruns(arguments: list[list[str]], label: str) -> int:
     try:
         for (uri, experiment), multiruns in by_experiment.items():
             experiment_id = use_store(uri, experiment)
+            if closed := close_stale_runs(experiment_id):
+                print(f"{closed} run(s) of {experiment} whose process is gone (killed) closed "
+                      "KILLED", file=sys.stderr)
             for multirun in multiruns:
                 _skips(multirun, experiment_id)
             state, found = _open_sweep(multiruns, experiment_id, stamp)
@@ -320,7 +326,7 @@ def _train_multiruns(arguments: list[list[str]], label: str) -> int:
         with contextlib.suppress(Exception):
             executor().shutdown(wait=False, kill_workers=True)
         return processes.EXIT_INTERRUPTED
-    failed = any(o.status != record.FINISHED for o in outcomes) or any(
+    failed = any(o.status not in DONE for o in outcomes) or any(
         status != record.FINISHED for status in statuses)
     return max(code, 1 if failed else 0)
 

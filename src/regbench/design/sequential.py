@@ -104,6 +104,18 @@ def critical_t(n: int, alpha: float, g: float = G) -> float:
     return float(optimize.brentq(lambda t: log_bayes_factor(t, n, g) - target, 0.0, 1e12))
 
 
+def first_decisive_seeds(family: int, alpha: float = 1 - stats.CONFIDENCE) -> int:
+    """The fewest seeds per arm at which a comparison of a family of ``family`` can be decided
+    at all (better, worse or equivalent): the CS has finite width (``critical_t``) and the
+    sign-flip guard's smallest one-sided p, 1 / 2^n, is <= alpha / family. A budget below it
+    trains without any chance of an answer."""
+    level = alpha / max(family, 1)
+    n = 2
+    while n <= BUDGET_LIMIT and (np.isinf(critical_t(n, level)) or 0.5**n > level):
+        n += 1
+    return n
+
+
 EXACT_UP_TO = stats.EXACT_SIGN_FLIPS_UP_TO
 CELLS = 2**22  # rows x sign patterns held at once
 

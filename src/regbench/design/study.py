@@ -194,8 +194,10 @@ def grow(commands: Callable[[range, frozenset[str] | None], list[list[str]]], ex
     write the reports into ``out``. The comparisons: each arm (of the regularizers named in
     ``arms``, default every arm) against ``reference`` and each of ``versus`` (arm labels or
     regularizer names); runs of other arms in the experiment are left out. ``on_stop(comparisons,
-    runs, code_notes)`` is called when the study stops (not on an interrupt) with the
-    comparisons, the runs of the last look and ``query.keep_todays_code``'s notes on them. Each
+    runs, notes)`` is called when the study stops (not on an interrupt) with the comparisons,
+    the runs of the last look and the notes on them (``query.fetch_runs``': repeated seeds,
+    impossible values, relabelled seeds; ``query.keep_todays_code``'s), which every report's
+    head also lists. Each
     look analyses the runs of today's code only, unless ``reuse_stale``
     (``query.keep_todays_code``). Returns the worst exit code of the training (130 at once on an
     interrupt), else 0."""
@@ -213,16 +215,18 @@ def grow(commands: Callable[[range, frozenset[str] | None], list[list[str]]], ex
             return code
         worst = max(worst, code)
         store.connect(tracking_uri, create=False)
-        runs = query.fetch_runs(experiment, None).runs
+        recorded = query.fetch_runs(experiment, None)
+        runs = recorded.runs
         used = runs[runs["seed"].isin(list(seeds)) & (
             True if kept is None else runs["arm"].map(record.arm_name).isin(kept))]
         used, code_notes = query.keep_todays_code(used, reuse_stale)
+        notes = [*recorded.notes, *code_notes]  # repeats, impossible values, relabelled seeds
         look_at(used, n, references, margins, comparisons, arms)
         ordered = list(comparisons.values())
         stopped = all(c.decided for c in ordered) or number == len(looks)
         regularizers = training(ordered)
         print(look_line(number, n, ordered, number == len(looks)), file=sys.stderr, flush=True)
-        header = report.provenance(command, git_commit(), used, code_notes)
+        header = report.provenance(command, git_commit(), used, notes)
         write_whole(out / SEQUENTIAL_REPORT,
                     markdown(ordered, schedule, start, header, stopped, used))
         if stopped:
@@ -233,5 +237,5 @@ def grow(commands: Callable[[range, frozenset[str] | None], list[list[str]]], ex
                                   f"attributes.run_id IN ({ids})", mix_code=reuse_stale)
     print(compared.markdown, end="")
     if on_stop:
-        on_stop(ordered, used, code_notes)
+        on_stop(ordered, used, notes)
     return worst

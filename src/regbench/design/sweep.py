@@ -23,7 +23,8 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from regbench import record
+from regbench.locations import default_tracking_uri
 
 
 def job_threads(launcher: DictConfig) -> int | None:
@@ -70,7 +72,9 @@ def finished_runs(experiment_id: str, config_hash: str) -> list[tuple[str, str]]
     """(run id, code identity) of each FINISHED training run of the experiment with this config
     hash, newest first; the identity is ``identity.UNRECORDED`` for a run recorded before
     identities were. Calibration probes are not training runs: those recorded before
-    ``record.TAG_PROBE_HASH`` carry the hash of the config they probe under ``config_hash``."""
+    ``record.TAG_PROBE_HASH`` carry the hash of the config they probe under ``config_hash``;
+    nor is a run that contradicts itself on its seed (``record.seeds_said``: relabelled), which
+    no comparison reads, so its job trains again."""
     import mlflow
 
     from regbench.run.identity import UNRECORDED
@@ -79,7 +83,10 @@ def finished_runs(experiment_id: str, config_hash: str) -> list[tuple[str, str]]
         [experiment_id], f"tags.{record.TAG_CONFIG_HASH} = '{config_hash}' and "
         f"attributes.status = '{record.FINISHED}'", order_by=["attributes.start_time DESC"])
     return [(run.info.run_id, run.data.tags.get(record.TAG_CODE_IDENTITY, UNRECORDED))
-            for run in found if record.TAG_CALIBRATION not in run.data.tags]
+            for run in found if record.TAG_CALIBRATION not in run.data.tags
+            and len(record.seeds_said(run.data.params.get(record.PARAM_SEED),
+                                      run.data.tags.get(record.TAG_SEED),
+                                      run.data.tags.get(record.RUN_NAME_TAG))) <= 1]
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,33 @@ def reusable_run(experiment_id: str, config_hash: str, today: str, reuse_stale: 
     if current is not None:
         return Reuse(current, True, stale)
     return Reuse(stale[0][0] if reuse_stale and stale else None, False, stale)
+
+
+CLAIMS_DIR = "claims"  # beside a SQLite store's database: one lock file per job being trained
+
+
+@contextmanager
+def claimed(experiment_id: str, cfg: DictConfig) -> Iterator[None]:
+    """Hold the job's claim while it decides whether to train and trains: an exclusive lock on
+    ``<store folder>/claims/<experiment id>-<config hash>.lock`` for a SQLite store (another
+    store: no claim). Another process of this host about to run the same config in the same
+    experiment (a second study on the store, a sweep started twice) waits here, says so, and
+    then finds the FINISHED run and skips it: each job trains once. The lock is the kernel's
+    (``fcntl``), so a claim dies with its process, kill -9 included."""
+    from regbench.locations import file_lock
+    from regbench.run import tracking
+    from regbench.run.store import sqlite_path
+
+    database = sqlite_path(str(cfg.mlflow.tracking_uri or default_tracking_uri()))
+    if database is None:
+        yield
+        return
+    folder = database.parent / CLAIMS_DIR
+    folder.mkdir(exist_ok=True)
+    with file_lock(folder / f"{experiment_id}-{tracking.config_hash(cfg)}.lock",
+                   waiting=f"waiting for another process that trains this config "
+                           f"(seed {cfg.seed}, {cfg.regularizer.name})"):
+        yield
 
 
 def job_reuse(experiment_id: str, cfg: DictConfig) -> tuple[Reuse, str]:

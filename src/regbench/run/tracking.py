@@ -104,6 +104,27 @@ def process_gone(tags: Mapping[str, Any], host: str | None = None) -> bool:
             and not process_alive(int(pid)))
 
 
+def close_stale_runs(experiment_id: str) -> int:
+    """End KILLED (tag ``killed_by``) every RUNNING run of the experiment whose process on this
+    host is gone (``process_gone``: cut short by kill -9 or a power loss, too hard to close its
+    run); return how many. A command that starts runs in an experiment calls it first (each
+    round of the pool, each report's run), so such a run does not stay RUNNING once the
+    experiment is used again; runs of other hosts and of live processes are left alone."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    running = client.search_runs([experiment_id], f"attributes.status = '{record.RUNNING}'",
+                                 max_results=50_000)
+    gone = [run.info.run_id for run in running if process_gone(run.data.tags)]
+    for run_id in gone:
+        client.set_tag(run_id, record.TAG_KILLED_BY, STALE_CLOSER)
+        client.set_terminated(run_id, record.KILLED)
+    return len(gone)
+
+
+STALE_CLOSER = "regbench: its process was gone when a later command used the experiment"
+
+
 @contextmanager
 def recorded_run(experiment_id: str, run_name: str, tags: dict[str, str]) -> Iterator[Any]:
     """Start a run and always end it with a true status: FINISHED only when the block
