@@ -64,16 +64,19 @@ def machine() -> str:
             f"{keras.__version__}, MLflow {mlflow.__version__}")
 
 
-def _kept(path: Path, quick: bool, measured: set[int]) -> tuple[list[str], list[str], str]:
+KEPT = re.compile(r"^Figures ([\d, ]+) are kept from (.+)\.$")  # a line write_results writes
+
+
+def _kept(path: Path, quick: bool, measured: set[int]) -> tuple[list[str], list[str], list[str]]:
     """Of an earlier RESULTS.md of the same mode: its table rows and notes of the figures not
-    in ``measured``, and a line saying when and where those were measured ("" if none)."""
+    in ``measured``, and lines saying, per run that measured them, when and where (a figure kept
+    already keeps the run it came from)."""
     if not path.exists():
-        return [], [], ""
-    text = path.read_text()
-    lines = text.splitlines()
+        return [], [], []
+    lines = path.read_text().splitlines()
     mode = "quick" if quick else "full"
     if not lines[2:3] or not lines[2].startswith(f"Mode: {mode}"):
-        return [], [], ""
+        return [], [], []
     number = re.compile(r"^(?:\| |- )(\d+)[ .]")
 
     def others(prefix: str) -> list[str]:
@@ -81,12 +84,17 @@ def _kept(path: Path, quick: bool, measured: set[int]) -> tuple[list[str], list[
             found := number.match(line)) and int(found.group(1)) not in measured]
 
     rows, notes = others("| "), others("- ")
-    when = lines[2].split("; ")[1] if "; " in lines[2] else "earlier"
-    where = next((line for line in lines if line.startswith("Machine: ")), "")
-    kept = sorted({int(number.match(row).group(1)) for row in rows})
-    machine_then = where.removeprefix("Machine: ").rstrip(".")
-    return rows, notes, (f"Figures {', '.join(map(str, kept))} are kept from the run of "
-                         f"{when}, on {machine_then}" if rows else "")
+    machine_then = next((line for line in lines if line.startswith("Machine: ")), "")
+    header_run = (f"the run of {lines[2].removeprefix('Mode: ').split('; ', 1)[-1].rstrip('.')}"
+                  f", on {machine_then.removeprefix('Machine: ').rstrip('.')}")
+    origin = {int(figure): run for line in lines if (found := KEPT.match(line))
+              for figure, run in ((f, found.group(2)) for f in found.group(1).split(", "))}
+    runs: dict[str, set[int]] = {}
+    for row in rows:
+        figure = int(number.match(row).group(1))
+        runs.setdefault(origin.get(figure, header_run), set()).add(figure)
+    return rows, notes, [f"Figures {', '.join(map(str, sorted(figures)))} are kept from {run}."
+                         for run, figures in runs.items()]
 
 
 def write_results(figures: list[Figure], path: Path, quick: bool, elapsed: float,
@@ -95,7 +103,7 @@ def write_results(figures: list[Figure], path: Path, quick: bool, elapsed: float
     of figures measured), the other figures of the file's earlier run of the same mode are kept,
     each row as it was, and a line says when they were measured."""
     measured = {f.number for f in figures}
-    rows, notes, kept = _kept(path, quick, measured) if only else ([], [], "")
+    rows, notes, kept = _kept(path, quick, measured) if only else ([], [], [])
     lines = ["# regbench benchmark", "",
              f"Mode: {'quick (synthetic data)' if quick else 'full (MNIST)'}; "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; took {elapsed:.0f} s"
@@ -103,7 +111,7 @@ def write_results(figures: list[Figure], path: Path, quick: bool, elapsed: float
              f"Command: `make bench{' quick=1' if quick else ''}` (`python bench/run.py"
              f"{' --quick' if quick else ''}`); a figure that times a command names it in its "
              "note, the others time train steps inside the benchmark's process.",
-             f"Machine: {machine()}.", *([f"{kept}."] if kept else []), "",
+             f"Machine: {machine()}.", *kept, "",
              "| # | figure | value | goal | verdict | spread |", "|---|---|---|---|---|---|"]
     new_rows = []
     for f in figures:

@@ -82,6 +82,10 @@ def test_a_selection_keeps_the_other_figures_of_the_file(bench_run, tmp_path):
         ("1", "1"), ("2", "3")]
     assert "- 1. one: note one" in text and "- 2. two: new two" in text
     assert "note two" not in text and "Figures 1 are kept from the run of " in text
+    assert "took 5 s, on " in text  # the run that measured figure 1
+    bench_run.write_results([bench_run.Figure(2, "two", 3.5, None, "x")], results, quick=True,
+                            elapsed=2.0, only=True)
+    assert "took 5 s, on " in results.read_text()  # still that run, not the one before this
     bench_run.write_results([bench_run.Figure(2, "two", 4.0, None, "x")], results,
                             quick=False, elapsed=1.0, only=True)  # another mode: none kept
     assert "| 1 |" not in results.read_text()

@@ -96,20 +96,26 @@ def signals_held():
 
 
 ORPHAN_CHECK_SECONDS = 1.0  # how often a worker checks that the process that started it lives
+ORPHAN_GRACE_SECONDS = 60.0  # how long an orphan's job may take to close its run
 _watching: list[int] = []  # the parent watched, once stop_with_parent has started
 
 
 def _watch_parent(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(ORPHAN_CHECK_SECONDS)
-    os.kill(os.getpid(), signal.SIGTERM)
+    os.kill(os.getpid(), signal.SIGTERM)  # a job under way unwinds and closes its run KILLED
+    deadline = time.monotonic() + ORPHAN_GRACE_SECONDS
+    while _open_blocks and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os._exit(128 + signal.SIGTERM)  # then the process ends, whatever ignores signals now
 
 
 def stop_with_parent(parent: int | None = None) -> None:
     """Send this process SIGTERM once ``parent`` (default: its parent now) is gone, checked
-    every ORPHAN_CHECK_SECONDS by a daemon thread started once per process: a worker whose
-    command was killed (kill -9) stops its job KILLED (``signals_as_interrupt``) or, idle,
-    ends, instead of training on as an orphan."""
+    every ORPHAN_CHECK_SECONDS by a daemon thread started once per process, then end it once
+    no ``signals_as_interrupt`` block is open (at most ORPHAN_GRACE_SECONDS later): a worker
+    whose command was killed (kill -9) stops its job KILLED and exits, instead of training on
+    as an orphan or idling forever."""
     if _watching:
         return
     _watching.append(os.getppid() if parent is None else parent)
