@@ -170,16 +170,6 @@ def store_figures(quick: bool, scratch: Path, epochs: Epochs) -> list[Figure]:
             seconds, "regbench compare --tracking-uri <store> --no-log --out <folder>, "
             "the whole command: interpreter start, imports, queries, statistics, table, "
             f"plots; 20 epochs of 6 curves a run; peak memory {peak:.0f} MiB (goal < 1,024)."))
-        if runs == 1000 or quick:
-            paths_uri = fill_store(scratch / f"plain-paths-{runs}", runs, 20, plain_paths=True)
-            paths = commands_seconds({"compare": [
-                PYTHON, "-m", "regbench", "compare", "--tracking-uri", paths_uri, "--no-log",
-                "--out", str(scratch / "report")]}, 1 if quick else 3)["compare"][0]
-            figures.append(Figure(
-                4, f"make compare on {runs} runs whose artifact URIs are plain paths",
-                statistics.median(paths), goal, "s", paths, "as above, each run's artifact "
-                "URI a local path without file:// (a store made elsewhere): read from disk "
-                "all the same."))
         if "plain" in timed:
             plain = timed["plain"][0]
             figures.append(Figure(

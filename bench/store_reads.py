@@ -34,11 +34,9 @@ def tracking_seconds_per_epoch(store: Path, epochs: int) -> list[float]:
     return [s + flush / epochs for s in seconds]
 
 
-def fill_store(store: Path, runs: int, epochs: int, plain_paths: bool = False) -> str:
+def fill_store(store: Path, runs: int, epochs: int) -> str:
     """A store with ``runs`` FINISHED runs in three arms, each with per-epoch curves, params,
-    tags and final metrics as regbench train records them; their artifact URIs ``file://``
-    ones, or with ``plain_paths`` plain local paths (as MLflow's client gives runs of a store
-    made elsewhere).
+    tags and final metrics as regbench train records them.
 
     The experiment is created through MLflow; the rows are inserted into the SQL store's run,
     param, tag, metric and latest-metric tables in one transaction, because logging through the
@@ -76,8 +74,7 @@ def fill_store(store: Path, runs: int, epochs: int, plain_paths: bool = False) -
         rows[SqlRun].append(dict(
             run_uuid=run_id, name=f"{name}-{index}", source_type="LOCAL", status="FINISHED",
             start_time=now + index, end_time=now + index + 1, lifecycle_stage="active",
-            artifact_uri=f"{store / 'art' if plain_paths else (store / 'art').as_uri()}/"
-                         f"{run_id}/artifacts",
+            artifact_uri=f"{(store / 'art').as_uri()}/{run_id}/artifacts",
             experiment_id=int(experiment_id)))
         params = {record.PARAM_REGULARIZER: name, record.PARAM_SEED: str(index // 3)}
         if strengths:
