@@ -58,6 +58,7 @@ def compose(*overrides: str, hydra: bool = False):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    import regbench.config.schema  # noqa: F401  (registers the schema config.yaml names)
     from regbench.locations import CONF_DIR
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

@@ -115,16 +115,23 @@ def test_missing_data_without_a_source_is_refused_before_any_run(tmp_path):
     assert runs(tmp_path).empty
 
 
-def test_stale_runs_are_found_and_marked_killed(tmp_path, capsys):
-    mlflow.set_tracking_uri(sqlite_uri(tmp_path))
+def _runs_of_three_processes(store):
+    """A new store's experiment ``regbench`` with a RUNNING run of a process that has exited, of
+    this process and of another host: (experiment id, client, stale, alive, elsewhere)."""
+    mlflow.set_tracking_uri(sqlite_uri(store))
     experiment_id = mlflow.create_experiment("regbench")
     dead = subprocess.Popen(["true"])  # a pid that has exited
     dead.wait()
     client = MlflowClient()
     here = socket.gethostname()
-    stale = client.create_run(experiment_id, tags={"host": here, "pid": str(dead.pid)})
-    alive = client.create_run(experiment_id, tags={"host": here, "pid": str(os.getpid())})
-    elsewhere = client.create_run(experiment_id, tags={"host": "other-host", "pid": "1"})
+    return (experiment_id, client,
+            client.create_run(experiment_id, tags={"host": here, "pid": str(dead.pid)}),
+            client.create_run(experiment_id, tags={"host": here, "pid": str(os.getpid())}),
+            client.create_run(experiment_id, tags={"host": "other-host", "pid": "1"}))
+
+
+def test_stale_runs_are_found_and_marked_killed(tmp_path, capsys):
+    experiment_id, client, stale, alive, elsewhere = _runs_of_three_processes(tmp_path)
     uri = ["--tracking-uri", sqlite_uri(tmp_path)]
     assert runs_cli.main([*uri, "--stale"]) == 0
     listed = capsys.readouterr().out
@@ -145,15 +152,7 @@ def test_a_later_command_closes_the_runs_whose_process_is_gone(tmp_path):
     run); a live process's run and another host's are left alone."""
     from regbench.run.tracking import STALE_CLOSER, close_stale_runs
 
-    mlflow.set_tracking_uri(sqlite_uri(tmp_path))
-    experiment_id = mlflow.create_experiment("regbench")
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    client = MlflowClient()
-    here = socket.gethostname()
-    stale = client.create_run(experiment_id, tags={"host": here, "pid": str(dead.pid)})
-    alive = client.create_run(experiment_id, tags={"host": here, "pid": str(os.getpid())})
-    elsewhere = client.create_run(experiment_id, tags={"host": "other-host", "pid": "1"})
+    experiment_id, client, stale, alive, elsewhere = _runs_of_three_processes(tmp_path)
     assert close_stale_runs(experiment_id) == 1
     closed = client.get_run(stale.info.run_id)
     assert closed.info.status == "KILLED" and closed.data.tags["killed_by"] == STALE_CLOSER
@@ -168,12 +167,7 @@ def test_marking_stale_runs_on_a_store_that_cannot_be_written_is_one_line(tmp_pa
 
     from sqlalchemy.exc import OperationalError
 
-    mlflow.set_tracking_uri(sqlite_uri(tmp_path))
-    experiment_id = mlflow.create_experiment("regbench")
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    stale = MlflowClient().create_run(experiment_id, tags={"host": socket.gethostname(),
-                                                           "pid": str(dead.pid)})
+    _, _, stale, _, _ = _runs_of_three_processes(tmp_path)
 
     def disk_full(*args, **kwargs):
         raise OperationalError("UPDATE runs", {}, sqlite3.OperationalError(

@@ -13,7 +13,7 @@ import pandas as pd
 from regbench import record
 from regbench.cli import common
 from regbench.run.identity import UNRECORDED
-from regbench.run.tracking import process_gone
+from regbench.run.tracking import mark_killed, process_gone
 
 COLUMNS = {"run_id": "run", "status": "status", f"tags.{record.TAG_REGULARIZER}": "regularizer",
            f"tags.{record.TAG_SEED}": "seed",
@@ -77,9 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         client = MlflowClient()
         for done, run_id in enumerate(runs["run_id"]):
             try:
-                client.set_tag(run_id, record.TAG_KILLED_BY,
-                               "regbench-runs --stale --mark-killed")
-                client.set_terminated(run_id, record.KILLED)
+                mark_killed(client, run_id, "regbench-runs --stale --mark-killed")
             except Exception as error:  # a full disk, a database gone read-only
                 common.fail(f"the tracking store refused to mark run {run_id} KILLED "
                             f"({store.one_line(error)}); {len(runs) - done} run(s) are still "

@@ -13,7 +13,6 @@ import math
 import os
 import sys
 import time
-import uuid
 
 import hydra
 from omegaconf import DictConfig
@@ -151,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     if multirun:
         from regbench.design import sweep
 
-        if not any(a.startswith("hydra.sweep.dir=") for a in arguments):
-            sys.argv.append(f"hydra.sweep.dir={output_dir}-{uuid.uuid4().hex[:8]}")
+        folder = sweep.own_folder(output_dir, arguments, sweep.folder_stamp())
+        if folder != output_dir:
+            sys.argv.append(f"hydra.sweep.dir={folder}")
         os.environ[sweep.SWEEP_JOBS_ENV] = str(jobs or "?")
         os.environ[sweep.SWEEP_STARTED_ENV] = str(time.time())
         _run_sweep()

@@ -24,6 +24,11 @@ HYDRA_HELP_FLAGS = {"-h", "--help", "--hydra-help", "-sc", "--shell-completion"}
 HYDRA_PREVIEW_FLAGS = {"-c", "--cfg", "-i", "--info", "-r", "--resolve"}
 
 
+def override_words(arguments: list[str]) -> list[str]:
+    """The Hydra overrides (``key=value``) among a ``regbench train`` command line's words."""
+    return [a for a in arguments if "=" in a and not a.startswith("-")]
+
+
 def is_multirun(arguments: list[str]) -> bool:
     """Whether a ``regbench train`` command line asks for a multirun."""
     return "-m" in arguments or "--multirun" in arguments
@@ -104,7 +109,7 @@ def composed_jobs(arguments: list[str]) -> tuple[list[DictConfig], bool]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     multirun = is_multirun(arguments)
-    overrides = [a for a in arguments if "=" in a and not a.startswith("-")]
+    overrides = override_words(arguments)
     parser = OverridesParser.create()
     for text in overrides:  # a malformed one named by itself, before Hydra reads them together
         try:

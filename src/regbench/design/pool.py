@@ -37,7 +37,6 @@ import os
 import signal
 import sys
 import time
-import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,7 +156,7 @@ def _measured_seconds(experiment_id: str) -> dict[tuple[str, str], float]:
     seconds = f"metrics.{record.TRAIN_SECONDS}"
     if runs.empty or not {name, seconds} <= set(runs.columns):
         return {}
-    runs = runs.assign(weight=runs[weight] if weight in runs else "")
+    runs = runs.assign(weight=runs[weight].fillna("") if weight in runs else "")
     means = runs.groupby([name, "weight"], dropna=False)[seconds].mean()
     return {(str(n), str(w)): float(s) for (n, w), s in means.items() if s == s}
 
@@ -166,7 +165,7 @@ def _skips(multirun: Multirun, experiment_id: str) -> None:
     """Which of the multirun's jobs a FINISHED run of today's code lets skip (``rerun`` off),
     as the job itself would decide (``sweep.job_reuse``), with its line when it trains
     although its config has runs of other code."""
-    from regbench.config.overrides import task_config
+    from regbench.config.overrides import override_words, task_config
 
     multirun.tasks = [task_config(cfg) for cfg in multirun.configs]
     for task in multirun.tasks:
@@ -176,31 +175,24 @@ def _skips(multirun: Multirun, experiment_id: str) -> None:
             print(line, file=sys.stderr)
         multirun.skips.append(skip)
     if any(multirun.skips):
-        overrides = " ".join(a for a in multirun.arguments if "=" in a and not a.startswith("-"))
+        overrides = " ".join(override_words(multirun.arguments))
         print(f"{sum(multirun.skips)} of {len(multirun.skips)} jobs of {overrides} skipped: "
               "their configs have FINISHED runs of today's code", file=sys.stderr)
-
-
-def _sweep_dir(cfg: DictConfig, arguments: list[str], stamp: str) -> str:
-    """The round's folder: the one its commands name (``hydra.sweep.dir=``), else Hydra's dated
-    default with the round's ``stamp`` (two rounds in one second stay apart, as in
-    ``regbench train``)."""
-    folder = str(cfg.hydra.sweep.dir).replace("'", "")
-    named = any(a.startswith("hydra.sweep.dir=") for a in arguments)
-    return folder if named else f"{folder}-{stamp}"
 
 
 def _open_sweep(multiruns: list[Multirun], experiment_id: str, stamp: str
                 ) -> tuple[sweep.SweepState | None, list[Job]]:
     """The round's multiruns of one experiment as one sweep: a parent run (none when every job
     is skipped) and a folder per job, numbered over the round; the jobs to train."""
+    from regbench.config.overrides import override_words
+
     if all(skip for m in multiruns for skip in m.skips):
         return None, []
     first = multiruns[0].configs[0]
-    overrides = [" ".join(a for a in m.arguments if "=" in a and not a.startswith("-"))
-                 for m in multiruns]
+    overrides = [" ".join(override_words(m.arguments)) for m in multiruns]
     state = sweep.open_parent(experiment_id, str(first.hydra.job.name), [" ; ".join(overrides)],
-                              _sweep_dir(first, multiruns[0].arguments, stamp),
+                              sweep.own_folder(str(first.hydra.sweep.dir).replace("'", ""),
+                                               multiruns[0].arguments, stamp),
                               f"{__name__}.executor")
     measured = _measured_seconds(experiment_id)
     jobs, number = [], 0
@@ -273,9 +265,7 @@ def _outcome(future: Future, job: Job) -> Outcome:
 
 def _close(sweeps: list[sweep.SweepState], interrupted: bool) -> list[str]:
     """Close every opened parent (``sweep.close_parent``); their statuses."""
-    from regbench.processes import signals_held
-
-    with signals_held():
+    with processes.signals_held():
         return [sweep.close_parent(interrupted, state) for state in sweeps]
 
 
@@ -298,7 +288,7 @@ def _train_multiruns(arguments: list[list[str]], label: str) -> int:
             continue
         where = (configs[0].mlflow.tracking_uri, configs[0].mlflow.experiment_name)
         by_experiment.setdefault(where, []).append(Multirun(command, configs))
-    sweeps, jobs, stamp = [], [], uuid.uuid4().hex[:8]
+    sweeps, jobs, stamp = [], [], sweep.folder_stamp()
     try:
         for (uri, experiment), multiruns in by_experiment.items():
             experiment_id = use_store(uri, experiment)

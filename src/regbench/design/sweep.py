@@ -23,6 +23,7 @@ import signal
 import socket
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -390,6 +391,18 @@ class MlflowSweepCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         close_parent(interrupted=False)
+
+
+def folder_stamp() -> str:
+    """A random suffix that keeps a multirun's folder its own (``own_folder``)."""
+    return uuid.uuid4().hex[:8]
+
+
+def own_folder(folder: str, arguments: list[str], stamp: str) -> str:
+    """A multirun's output folder: the one its command line names (``hydra.sweep.dir=``), else
+    Hydra's dated default with ``stamp`` (two sweeps started in one second stay apart)."""
+    named = any(a.startswith("hydra.sweep.dir=") for a in arguments)
+    return folder if named else f"{folder}-{stamp}"
 
 
 def train_command(*arguments: str) -> list[str]:

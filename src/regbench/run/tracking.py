@@ -117,9 +117,14 @@ def close_stale_runs(experiment_id: str) -> int:
                                  max_results=50_000)
     gone = [run.info.run_id for run in running if process_gone(run.data.tags)]
     for run_id in gone:
-        client.set_tag(run_id, record.TAG_KILLED_BY, STALE_CLOSER)
-        client.set_terminated(run_id, record.KILLED)
+        mark_killed(client, run_id, STALE_CLOSER)
     return len(gone)
+
+
+def mark_killed(client, run_id: str, by: str) -> None:
+    """End a run whose process is gone KILLED, tagged ``killed_by`` = ``by``."""
+    client.set_tag(run_id, record.TAG_KILLED_BY, by)
+    client.set_terminated(run_id, record.KILLED)
 
 
 STALE_CLOSER = "regbench: its process was gone when a later command used the experiment"
