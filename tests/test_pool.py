@@ -113,7 +113,9 @@ def test_a_command_killed_by_sigkill_leaves_no_worker_training(tmp_path, command
         process.kill()
     assert sorted(children["status"]) == ["KILLED", "KILLED"]
     pids = {int(pid) for pid in children["tags.pid"]}
-    time.sleep(3)  # the workers exit after closing their runs
+    deadline = time.monotonic() + 60  # the workers exit after closing their runs
+    while any(process_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert not any(process_alive(pid) for pid in pids)
 
 
