@@ -5,6 +5,7 @@ import sys
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 
 from helpers import PROJECT_ROOT, record_run, sqlite_uri
@@ -187,3 +188,22 @@ def test_the_compute_line_counts_the_runs_of_an_arm_with_a_failed_seed(tmp_path,
     compute = next(line for line in text.splitlines() if line.startswith("Compute: "))
     assert compute.startswith("Compute: 20 runs, ")  # 7 of custom, 8 of l2, 5 of none
     assert compute.endswith("Seeds per arm: custom-0.0001 8, l2-0.0001 8, none 5.")
+
+
+def test_skewed_paired_differences_are_flagged():
+    """One seed far off the rest: the report says the differences are skewed, naming the
+    comparison; symmetric differences say nothing."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(0.97, 0.002, 10)
+    noise = rng.normal(0, 0.0005, 10)
+    skewed = base + noise + np.r_[np.zeros(9), 0.02]
+
+    def runs(arm_values):
+        rows = [{"arm": arm, "seed": seed, "test_accuracy": value}
+                for arm, values in arm_values.items() for seed, value in enumerate(values)]
+        return pd.DataFrame(rows).rename(columns={"test_accuracy": "metrics.test_accuracy"})
+
+    c = study.Tracked("a", "ref", "test_accuracy", "a")
+    assert study.skewed_lines([c], runs({"a": skewed, "ref": base}))[0].startswith(
+        "- warning: a test accuracy: its paired differences are skewed")
+    assert study.skewed_lines([c], runs({"a": base + noise, "ref": base})) == []

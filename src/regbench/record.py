@@ -37,17 +37,23 @@ TAG_HOST, TAG_PID = "host", "pid"
 TAG_CONFIG_HASH = "config_hash"  # of the resolved config, result-neutral keys left out
 RESULT_NEUTRAL_KEYS = (  # keys that do not change what a run computes: left out of its hash
     "mlflow.tracking_uri", "mlflow.experiment_name", "data.dir", "trainer.verbose",
-    "trainer.threads", "rerun", "reuse_stale",
+    "trainer.threads", "rerun", "reuse_stale", "margins.test_accuracy", "margins.test_data_loss",
 )
 PARAM_KERNEL, PARAM_WEIGHT = "regularizer.kernel", "regularizer.weight"
 
 
+PARAM_RESTORES = "trainer.restore_best_weights"
+
+
 def result_neutral_keys(params: Mapping[str, str]) -> set[str]:
     """The keys of a flattened config (a run's params) that do not change what it computes:
-    RESULT_NEUTRAL_KEYS, and ``regularizer.weight`` when there is no kernel (``none`` takes a
-    weight, so that one sweep can cross every option with one weight list, and ignores it)."""
+    RESULT_NEUTRAL_KEYS, ``regularizer.weight`` when there is no kernel (``none`` takes a
+    weight, so that one sweep can cross every option with one weight list, and ignores it),
+    and ``trainer.restore_best_weights`` when true (what every run did before the key
+    existed: their configs keep their hashes)."""
     unused = {PARAM_WEIGHT} if params.get(PARAM_KERNEL) == "None" else set()
-    return set(RESULT_NEUTRAL_KEYS) | unused
+    restores = {PARAM_RESTORES} if str(params.get(PARAM_RESTORES)) == "True" else set()
+    return set(RESULT_NEUTRAL_KEYS) | unused | restores
 
 
 # the code that trained a run (regbench.run.identity): its identity, the three parts it is made of,

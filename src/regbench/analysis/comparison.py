@@ -17,17 +17,21 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from omegaconf import OmegaConf
 
 from regbench import record
 from regbench.analysis import stats
 from regbench.analysis.query import RecordedRuns
 from regbench.errors import CompareError
+from regbench.locations import CONF_DIR
 
 SUMMARY_METRICS = (record.TEST_ACCURACY, record.TEST_DATA_LOSS, record.TEST_TOTAL_LOSS,
                    "loss", "val_loss", record.TEST_ECE, record.TEST_BRIER,
                    record.EPOCHS_TRAINED)
 TESTED = {record.TEST_ACCURACY: True, record.TEST_DATA_LOSS: False}  # higher is better?
-DEFAULT_MARGINS = {record.TEST_ACCURACY: 0.001, record.TEST_DATA_LOSS: 0.005}
+# conf/config.yaml's margins (their one home), for comparisons whose caller names none
+DEFAULT_MARGINS = {key: float(value) for key, value in
+                   OmegaConf.load(CONF_DIR / "config.yaml")["margins"].items()}
 DEFAULT_REFERENCE = "l2"  # the arm a comparison is made against unless told
 
 

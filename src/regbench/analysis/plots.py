@@ -56,3 +56,40 @@ def plot_strength_paths(points: dict, selections: dict, control: str, path: Path
         shares.legend(fontsize="small")
     figure.tight_layout()
     return save(figure, path)
+
+
+def plot_sequential(panels: list[dict], path: Path) -> Path:
+    """What a sequential verdict reads, one panel per comparison: the paired differences
+    arm - reference per seed (dots, in seed order), the interval at each look it took (bars at
+    the look's seeds; a look whose interval is unbounded is marked at the top), 0 and the
+    margins (dashed). ``panels``: dicts of ``title``, ``differences`` (seed -> value),
+    ``looks`` ((seeds, low, high) per look) and ``margin``."""
+    columns = 2 if len(panels) > 1 else 1
+    rows = -(-len(panels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(6.5 * columns, 3.6 * rows),
+                                squeeze=False)
+    for axis, panel in zip(axes.flat, panels, strict=False):
+        seeds = sorted(panel["differences"])
+        values = [panel["differences"][s] for s in seeds]
+        axis.plot(range(1, len(seeds) + 1), values, "o", color="tab:blue", alpha=0.6,
+                  label="difference per seed")
+        margin = panel["margin"]
+        axis.axhline(0.0, color="black", linewidth=0.8)
+        for level in (-margin, margin):
+            axis.axhline(level, color="tab:red", linestyle="--", linewidth=0.8)
+        span = max([margin, *np.abs(values)]) * 1.6 if values else margin * 1.6
+        for seeds_at, low, high in panel["looks"]:
+            if np.isfinite(low) and np.isfinite(high):
+                axis.plot([seeds_at, seeds_at], [max(low, -span), min(high, span)],
+                          color="tab:green", linewidth=2.5)
+            else:
+                axis.plot([seeds_at], [span * 0.95], "^", color="tab:green")
+        axis.set_ylim(-span, span)
+        axis.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+        axis.set(title=panel["title"], xlabel="seeds (in seed order)", ylabel="arm - reference")
+        axis.grid(True, alpha=0.3)
+    for axis in list(axes.flat)[len(panels):]:
+        axis.set_visible(False)
+    axes.flat[0].legend(fontsize="small", loc="lower left")
+    figure.tight_layout()
+    return save(figure, path)

@@ -16,13 +16,20 @@ from regbench.errors import ConfigError
 
 
 def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
-    """--first, --step, --max-seeds: the rounds of seeds (``sequential.Schedule``)."""
-    parser.add_argument("--first", type=int, default=sequential.FIRST_ROUND,
-                        help="seeds per arm at the first look")
+    """--design, --first, --step, --max-seeds: the plan of looks (``sequential.Schedule``)."""
+    parser.add_argument("--design", choices=sequential.DESIGNS,
+                        default=sequential.GROUP_SEQUENTIAL,
+                        help="group-sequential (default: error spent over the planned looks, "
+                        "up to the budget) or anytime (any looks, past the budget too, fewer "
+                        "decisions)")
+    parser.add_argument("--first", type=int, default=None,
+                        help="seeds per arm at the first look (default: the first that can "
+                        "decide anything with the study's comparisons)")
     parser.add_argument("--step", type=int, default=sequential.ROUND, dest="seeds_per_round",
                         help="seeds per arm added at each later look")
     parser.add_argument("--max-seeds", type=int, default=sequential.MAX_SEEDS,
-                        help="the budget: seeds per arm at the last look")
+                        help="the budget: seeds per arm at the last look; the group-sequential "
+                        "design spends its error rate by it, so fix it before the first look")
     parser.add_argument("--any-budget", action="store_true",
                         help="accept a budget below the first look that can decide anything "
                         "(a check of the plumbing: every comparison ends inconclusive)")
@@ -56,11 +63,12 @@ def schedule_from(args: argparse.Namespace, family: int) -> sequential.Schedule:
     comparisons; a bad one, or a budget below the first look that can decide anything
     (``sequential.first_decisive_seeds``) unless ``--any-budget``, is one line, exit 2,
     before anything trains."""
+    needed = sequential.first_decisive_seeds(family, args.design)
+    first = args.first if args.first is not None else min(needed, args.max_seeds)
     try:
-        schedule = sequential.Schedule(args.first, args.seeds_per_round, args.max_seeds)
+        schedule = sequential.Schedule(first, args.seeds_per_round, args.max_seeds, args.design)
     except ValueError as error:
         common.fail(str(error))
-    needed = sequential.first_decisive_seeds(family)
     if schedule.max_seeds < needed and not args.any_budget:
         common.fail(f"--max-seeds {schedule.max_seeds}: with {family} comparisons nothing can "
                     f"be decided below {needed} seeds per arm; give --max-seeds {needed} or "
@@ -95,6 +103,13 @@ def experiment_or_exit(preset: str, extra: tuple[str, ...]) -> str:
     """The experiment of a path of ``preset`` under ``extra`` (``presets.experiment_name``),
     the overrides checked first (``composed_or_exit``)."""
     return presets.experiment_of(preset, composed_or_exit(f"experiment={preset}", *extra)[0])
+
+
+def margins_or_exit(*arguments: str) -> dict[str, float]:
+    """The margins (``margins``) of the jobs of ``regbench train ARGUMENTS``: the preset's,
+    stated in its config before the data."""
+    margins = composed_or_exit(*arguments)[0].margins
+    return {key: float(value) for key, value in margins.items()}
 
 
 def options_or_exit(preset: str, names: tuple[str, ...], extra: tuple[str, ...]) -> None:

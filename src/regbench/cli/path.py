@@ -88,7 +88,9 @@ def tuned_step(args: argparse.Namespace, recorded: path.PathStudy, header: str,
         lambda seeds, regularizers: path.train_commands(args.preset, chosen_grids, tuple(seeds),
                                                         tuned, extra, regularizers),
         tuned, presets.CONTROL, schedule, presets.TUNED_SEED_START, out,
-        command, args.tracking_uri, arms=tuple(chosen_grids), reuse_stale=args.reuse_stale)
+        command, args.tracking_uri,
+        options.margins_or_exit(f"experiment={args.preset}", *extra),
+        arms=tuple(chosen_grids), reuse_stale=args.reuse_stale)
 
 
 def main(argv: list[str]) -> int:

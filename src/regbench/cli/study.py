@@ -54,6 +54,7 @@ def main(argv: list[str]) -> int:
     try:
         return grow(commands, args.experiment, args.reference, schedule, args.start, out,
                     common.command_line("study", argv), args.tracking_uri,
+                    margins=options.margins_or_exit(f"experiment={args.preset}", *extra),
                     reuse_stale=args.reuse_stale)
     except (StoreError, CompareError) as error:
         common.fail(str(error))

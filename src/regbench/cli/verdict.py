@@ -85,7 +85,14 @@ def main(argv: list[str]) -> int:
         chosen = path.chosen_strengths(recorded, list(shown), args.rule, experiment)
     except (StoreError, CompareError) as error:
         common.fail(str(error))
-    tuned = f"{experiment}-tuned"
+    # a reference at a no-op strength is none again: not compared separately (nor trained)
+    no_op = path.no_op_reason(recorded, verdict.BASELINE, args.rule)
+    versus = () if no_op else (verdict.BASELINE,)
+    if no_op:
+        del chosen[verdict.BASELINE]
+        schedule = options.schedule_from(args, len((presets.CONTROL, *versus)) * len(TESTED))
+    fresh = f"{experiment}-{verdict.EXPERIMENT_SUFFIX}"
+    margins = options.margins_or_exit(f"experiment={args.preset}", *extra)
     command = common.command_line("verdict", argv)
 
     def write(comparisons: list[rounds.Tracked], runs: pd.DataFrame,
@@ -100,19 +107,20 @@ def main(argv: list[str]) -> int:
         text = out / verdict.REPORT
         earlier = text.read_text() if text.exists() else None
         write_whole(text, verdict.markdown(option.name, experiment, header, sentence, recorded,
-                                           shown, comparisons, schedule,
-                                           (time.time() - started) / 60, trained, runs, earlier))
+                                           shown, comparisons, schedule, margins,
+                                           (time.time() - started) / 60, trained, runs, earlier,
+                                           no_op))
         log_report([text], args.tracking_uri, f"verdict-{option.name}-{experiment}",
-                   {"compared_experiment": tuned, "report": "verdict"})
+                   {"compared_experiment": fresh, "report": "verdict"})
         print(sentence)
         print(f"report: {text}", file=sys.stderr)
 
     try:
         return max(code, rounds.grow(
             lambda seeds, regularizers: path.train_commands(args.preset, chosen, tuple(seeds),
-                                                            tuned, extra, regularizers),
-            tuned, presets.CONTROL, schedule, presets.TUNED_SEED_START, out, command,
-            args.tracking_uri, versus=(verdict.BASELINE,), arms=(option.name,), on_stop=write,
-            reuse_stale=args.reuse_stale))
+                                                            fresh, extra, regularizers),
+            fresh, presets.CONTROL, schedule, presets.VERDICT_SEED_START, out, command,
+            args.tracking_uri, margins, versus=versus, arms=(option.name,),
+            on_stop=write, reuse_stale=args.reuse_stale))
     except (StoreError, CompareError) as error:
         common.fail(str(error))

@@ -79,6 +79,7 @@ class TrainerConfig:
     lr_factor: float = MISSING
     lr_patience: int = MISSING
     early_stopping_patience: int = MISSING
+    restore_best_weights: bool = MISSING
     verbose: str = MISSING
     steps_per_execution: int = MISSING
     jit_compile: bool = MISSING
@@ -93,12 +94,22 @@ class MlflowConfig:
 
 
 @dataclass
+class MarginsConfig:
+    """The equivalence margins of a study's comparisons, per tested metric (result-neutral:
+    they judge runs, they do not change them)."""
+
+    test_accuracy: float = MISSING
+    test_data_loss: float = MISSING
+
+
+@dataclass
 class RegbenchConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     regularizer: dict[str, Any] = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    margins: MarginsConfig = field(default_factory=MarginsConfig)
     seed: int = MISSING
     rerun: bool = MISSING
     reuse_stale: bool = MISSING

@@ -7,7 +7,8 @@ resumes. Its grid is calibrated on the preset (``calibrate``, the probe logged i
 experiment), unless the preset pins one (``PINNED_GRIDS``). ``report`` reads the experiment
 and, per regularizer, selects a strength on the validation metrics of the selection seeds only:
 
-* best:   the strength with the highest mean (over seeds) best-epoch validation accuracy;
+* best:   the strength with the highest mean (over seeds) validation accuracy of the weights
+          each run is judged on (``judged_values``: its best epoch's, as a rule);
 * 1-SE:   the strongest strength whose mean is within one standard error (sd / sqrt(n), of
           the best strength's seeds) of the best, as glmnet's ``lambda.1se``.
 
@@ -86,10 +87,15 @@ def train_path(preset: str, grids: dict[str, tuple[float, ...]], extra: tuple[st
                              f"path of {experiment}")
 
 
+DIVERGED = 2.0  # a seed below twice chance accuracy on validation has failed to train
+CLASSES_PARAM = "params.model.num_classes"
+
+
 @dataclass(frozen=True)
 class PathPoint:
-    """One strength of one regularizer: per selection seed, its best-epoch validation accuracy
-    and test data loss; the mean shares of the penalty at the end of training."""
+    """One strength of one regularizer: per selection seed, its judged validation accuracy
+    (``judged_values``) and test data loss; the mean shares of the penalty at the end of
+    training; ``chance``: the accuracy of guessing (1 / classes)."""
 
     strength: float
     seeds: tuple[int, ...]
@@ -97,6 +103,16 @@ class PathPoint:
     test_data_loss: np.ndarray
     loss_share: float
     gradient_share: float
+    chance: float = np.nan  # unknown: no seed is called failed
+
+    @property
+    def diverged(self) -> tuple[int, ...]:
+        """The seeds whose validation accuracy is below DIVERGED x chance: training failed
+        (a diverged or collapsed run), which a mean over seeds would hide."""
+        if np.isnan(self.chance):
+            return ()
+        return tuple(seed for seed, value in zip(self.seeds, self.val_accuracy, strict=True)
+                     if not value >= DIVERGED * self.chance)
 
     @property
     def mean(self) -> float:
@@ -147,12 +163,14 @@ def path_points(runs: pd.DataFrame, best_val: dict[str, float]) -> dict[str, lis
             group["best_val"].to_numpy(float),
             group[f"metrics.{record.TEST_DATA_LOSS}"].to_numpy(float),
             float(group[f"metrics.{record.PENALTY_LOSS_SHARE}"].mean()),
-            float(group[f"metrics.{record.PENALTY_GRADIENT_SHARE}"].mean())))
+            float(group[f"metrics.{record.PENALTY_GRADIENT_SHARE}"].mean()),
+            1 / float(group[CLASSES_PARAM].iloc[0]) if CLASSES_PARAM in group else np.nan))
     return {name: sorted(p, key=lambda p: p.strength) for name, p in points.items()}
 
 
 def markdown(points: dict[str, list[PathPoint]], selections: list[Selection]) -> str:
-    lines = ["Selected strengths (on the selection seeds' best-epoch validation accuracy only):",
+    lines = ["Selected strengths (on the selection seeds' validation accuracy only, at the "
+             "weights each run was judged on):",
              "", "| regularizer | best | val accuracy | 1-SE rule | val accuracy | seeds |",
              "|---|---|---|---|---|---|"]
     for s in selections:
@@ -166,13 +184,20 @@ def markdown(points: dict[str, list[PathPoint]], selections: list[Selection]) ->
                          "the edge of its grid: the best may lie beyond it")
     lines += ["", "| regularizer | strength | seeds | val accuracy [95% CI] | test data loss | "
               "penalty share of loss | of gradient |", "|---|---|---|---|---|---|---|"]
+    failed = []
     for name, path in points.items():
         for p in path:
-            low, high = mean_interval(p.val_accuracy)
+            low, high = np.clip(mean_interval(p.val_accuracy), 0.0, 1.0)  # an accuracy's range
             interval = "" if np.isnan(low) else f" [{low:.4f}, {high:.4f}]"
             lines.append(f"| {name} | {p.strength:g} | {len(p.seeds)} | {p.mean:.4f}{interval} | "
                          f"{np.mean(p.test_data_loss):.4f} | {p.loss_share:.3g} | "
                          f"{p.gradient_share:.3g} |")
+            if p.diverged:
+                failed.append(f"{name} at {p.strength:g}: seed{'s' * (len(p.diverged) > 1)} "
+                              f"{', '.join(map(str, p.diverged))}")
+    if failed:
+        lines += ["", f"Failed to train (validation accuracy below {DIVERGED:g}x chance; "
+                  "their point's mean and interval include them): " + "; ".join(failed) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -225,14 +250,44 @@ def chosen_strengths(study: PathStudy, names: list[str], rule: str, experiment: 
     return chosen
 
 
+NO_OP_SHARE = 0.01  # a gradient share below this (the penalty's pull under 1% of the data's)
+
+
+def no_op_reason(study: PathStudy, name: str, rule: str) -> str | None:
+    """Why ``name``'s strength chosen by ``rule`` is in effect no regularizer, or None: its
+    runs agree with ``none``'s to round-off (``identical_to_control``), or its mean gradient
+    share on the selection seeds is below NO_OP_SHARE."""
+    point = next(s.chosen(rule) for s in study.selections if s.regularizer == name)
+    if point.strength in identical_to_control(study).get(name, set()):
+        return f"{name} at {point.strength:g} trains the same runs as {CONTROL}"
+    if point.gradient_share < NO_OP_SHARE:
+        return (f"{name} at {point.strength:g} pulls the weights with {point.gradient_share:.2g} "
+                f"of the data's gradient on the selection seeds (below {NO_OP_SHARE:g}): in "
+                f"effect {CONTROL}")
+    return None
+
+
+RESTORES_PARAM = "params.trainer.restore_best_weights"
+
+
+def judged_values(runs: pd.DataFrame) -> dict[str, float]:
+    """run id -> SELECTED_ON at the weights the run was evaluated with: its best epoch's (the
+    weights EarlyStopping restores), or its last epoch's when it kept its last weights
+    (``trainer.restore_best_weights=false``; runs that predate the key restored)."""
+    values = query.best_values(list(runs["run_id"]), SELECTED_ON)
+    if RESTORES_PARAM in runs:
+        last = runs[runs[RESTORES_PARAM] == "False"]
+        values.update(zip(last["run_id"], last[f"metrics.{SELECTED_ON}"], strict=True))
+    return values
+
+
 def read_path(experiment: str, reuse_stale: bool = False) -> PathStudy:
     """The path experiment's runs of today's code (of any with ``reuse_stale``:
     ``query.keep_todays_code``), its points per regularizer, and each regularizer's
     selection."""
     recorded, code_notes = query.keep_todays_code(query.fetch_runs(experiment, None).runs,
                                                   reuse_stale)
-    best_val = query.best_values(list(recorded["run_id"]), SELECTED_ON)
-    points = path_points(recorded, best_val)
+    points = path_points(recorded, judged_values(recorded))
     return PathStudy(recorded, points,
                      [select(name, path) for name, path in points.items() if name != CONTROL],
                      [c for c in calibrate.in_experiment(experiment)

@@ -30,6 +30,9 @@ PINNED_GRIDS = {"path_mnist_small": PUBLISHED_GRIDS, "path_fashion_small": PUBLI
 SELECTION_SEEDS = (0, 1, 2)
 SELECTED_ON = "val_accuracy"  # the curve whose best epoch a strength is chosen on
 TUNED_SEED_START = 100  # the tuned comparison's fresh seeds: 100, 101, ... in rounds
+# a verdict's own fresh seeds (in its own experiment, <preset>-verdict): never those of a tuned
+# comparison, whose family of comparisons it would otherwise share
+VERDICT_SEED_START = 1000
 RULES = ("best", "1se")
 CONTROL = "none"
 PRESET_PREFIX = "path_"  # the experiment presets a path trains (path_presets)

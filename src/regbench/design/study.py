@@ -13,7 +13,9 @@ recomputed from the store each time, in order (a comparison keeps the first deci
 reaches), so running the command again resumes where it stopped.
 
 It writes ``reports/<experiment>/sequential.md`` after every look (per comparison: the looks,
-the seeds, why it stopped, or that it goes on, and the confidence sequence it got to), and at
+the seeds, why it stopped, or that it goes on, and the interval it got to) and
+sequential.png (``plots.plot_sequential``: the paired differences per seed, each look's
+interval, the margins), and at
 the end the fixed-sample comparison of the same runs beside it (``compare``: means, curves,
 plots).
 """
@@ -25,7 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from scipy import stats as scipy_stats
 
 from regbench import processes, record
 from regbench.analysis import query, report, stats
@@ -38,11 +42,11 @@ from regbench.analysis.comparison import (
 )
 from regbench.analysis.publish import compare_experiment
 from regbench.design import pool, sequential
-from regbench.locations import write_whole
+from regbench.locations import ReportFiles
 from regbench.run import store
 from regbench.run.tracking import git_commit
 
-SEQUENTIAL_REPORT = "sequential.md"
+SEQUENTIAL_REPORT, SEQUENTIAL_FIGURE = "sequential.md", "sequential.png"
 
 
 @dataclass
@@ -74,13 +78,15 @@ class Tracked:
         return self.scheduled[self.looks.index(self.final)]
 
 
-def look_at(runs: pd.DataFrame, seeds_per_arm: int, references: tuple[str, ...],
-            margins: dict[str, float], comparisons: dict[tuple[str, str, str], Tracked],
+def look_at(runs: pd.DataFrame, schedule: sequential.Schedule, seeds_per_arm: int,
+            references: tuple[str, ...], margins: dict[str, float],
+            comparisons: dict[tuple[str, str, str], Tracked],
             arms: tuple[str, ...] | None = None) -> None:
-    """One look: every arm (those named in ``arms``, default all but the references) against
-    each of ``references`` on ``runs`` (those of the look's ``seeds_per_arm`` seeds), appended to
-    ``comparisons`` unless the comparison was decided at an earlier look. The family the
-    multiplicity control covers is every such comparison on every metric of TESTED."""
+    """One look of ``schedule``: every arm (those named in ``arms``, default all but the
+    references) against each of ``references`` on ``runs`` (those of the look's
+    ``seeds_per_arm`` seeds), appended to ``comparisons`` unless the comparison was decided at
+    an earlier look. The family the multiplicity control covers is every such comparison on
+    every metric of TESTED."""
     labels = sorted(runs["arm"].unique())
     chosen = [resolve_reference(reference, labels) for reference in references]
     compared = [arm for arm in labels if arm not in chosen
@@ -99,7 +105,24 @@ def look_at(runs: pd.DataFrame, seeds_per_arm: int, references: tuple[str, ...],
                     entry.scheduled.append(seeds_per_arm)
                     entry.looks.append(sequential.decide(
                         metric, by_seed(group, metric), by_seed(control, metric), higher,
-                        margins[metric], max(family, 1), same))
+                        margins[metric], max(family, 1), schedule, seeds_per_arm, same))
+
+
+def figure_panels(comparisons: list[Tracked], runs: pd.DataFrame,
+                  margins: dict[str, float]) -> list[dict]:
+    """``plots.plot_sequential``'s panels: per comparison, its paired differences on ``runs``
+    (the last look's), the interval of each look it took, and its margin."""
+    panels = []
+    for c in comparisons:
+        arm = by_seed(runs[runs["arm"] == c.arm], c.metric)
+        reference = by_seed(runs[runs["arm"] == c.reference], c.metric)
+        taken = c.looks[:c.looks.index(c.final) + 1]
+        panels.append({
+            "title": f"{c.label} {report.HEADERS[c.metric]}: {c.final.decision}",
+            "differences": {s: arm[s] - reference[s] for s in stats.shared_seeds(arm, reference)},
+            "looks": [(look.seeds, look.low, look.high) for look in taken],
+            "margin": margins[c.metric]})
+    return panels
 
 
 def look_line(number: int, seeds: int, comparisons: list[Tracked], last: bool) -> str:
@@ -142,22 +165,30 @@ def compute(comparisons: list[Tracked], runs: pd.DataFrame, schedule: sequential
             + ".")
 
 
+def margins_line(margins: dict[str, float]) -> str:
+    """The margins a study judges equivalence by, as its reports state them."""
+    return ("Margins (stated in the preset's config before the data): "
+            + ", ".join(f"{report.HEADERS[metric]} ±{margins[metric]:g}" for metric in TESTED)
+            + ".")
+
+
 def markdown(comparisons: list[Tracked], schedule: sequential.Schedule, start: int,
-             header: str, stopped: bool, runs: pd.DataFrame) -> str:
-    """sequential.md: the design, then per comparison its looks, seeds, interval, verdict and
-    why it stopped (``stopped`` False: the study goes on, and its undecided comparisons say
-    so), then ``compute`` over ``runs`` (those of the looks' seeds)."""
-    lines = [header.rstrip("\n"), "",
-             f"Sequential design: {sequential.METHOD}, at 95% over the study's "
-             f"{len(comparisons)} comparisons; looks at {', '.join(map(str, schedule.looks()))} "
+             header: str, stopped: bool, runs: pd.DataFrame, margins: dict[str, float]) -> str:
+    """sequential.md: the margins and the design, then per comparison its looks, seeds,
+    interval, verdict and why it stopped (``stopped`` False: the study goes on, and its
+    undecided comparisons say so), then ``compute`` over ``runs`` (those of the looks' seeds).
+    The family the error rate is shared by: every comparison of the study."""
+    lines = [header.rstrip("\n"), "", margins_line(margins), "",
+             f"Sequential design: {schedule.method}, at 95% over a family of {len(comparisons)} "
+             f"comparisons; looks at {', '.join(map(str, schedule.looks()))} "
              f"seeds per arm (seeds {start} onwards), stopping when every comparison is decided "
-             "or at the budget. Each interval below is the confidence sequence where its "
+             "or at the budget. Each interval below is the design's interval where its "
              "comparison stopped, valid however the stop was chosen; looks are the seeds per "
              "arm at each look it took, seeds those both arms finished at its last (the "
              "interval's). comparison.md beside this file is the fixed-sample analysis of the "
              "same runs (means, curves, plots); its p-values do not account for the looks, "
              "these verdicts do.", "",
-             "| arm | metric | looks | seeds | difference | confidence sequence | verdict | why "
+             "| arm | metric | looks | seeds | difference | interval | verdict | why "
              "it stopped |", "|---|---|---|---|---|---|---|---|"]
     for c in comparisons:
         final = c.final
@@ -170,13 +201,36 @@ def markdown(comparisons: list[Tracked], schedule: sequential.Schedule, start: i
                      f"{', '.join(map(str, c.scheduled[:c.looks.index(final) + 1]))}"
                      f" | {final.seeds} | {final.estimate:+.4f} | "
                      f"[{final.low:+.4f}, {final.high:+.4f}] | {verdict} | {why} |")
-    return "\n".join([*lines, "", compute(comparisons, runs, schedule, start)]) + "\n"
+    skewed = skewed_lines(comparisons, runs)
+    return "\n".join([*lines, *(["", *skewed] if skewed else []), "",
+                      compute(comparisons, runs, schedule, start)]) + "\n"
+
+
+SKEWED = 1.0  # |sample skewness| of the paired differences above which the report warns
+
+
+def skewed_lines(comparisons: list[Tracked], runs: pd.DataFrame) -> list[str]:
+    """A warning per comparison whose paired differences on ``runs`` are strongly skewed
+    (|g1| > SKEWED, scipy's bias-corrected sample skewness, 8 seeds or more): there neither the
+    t boundaries nor the sign-flip guard hold the error rates (simulation.md, "skewed")."""
+    found = []
+    for c in comparisons:
+        arm = by_seed(runs[runs["arm"] == c.arm], c.metric)
+        reference = by_seed(runs[runs["arm"] == c.reference], c.metric)
+        d = [arm[s] - reference[s] for s in stats.shared_seeds(arm, reference)]
+        if len(d) >= 8 and np.ptp(d) > 0 and abs(g1 := scipy_stats.skew(d, bias=False)) > SKEWED:
+            found.append(f"- warning: {c.label} {report.HEADERS[c.metric]}: its paired "
+                         f"differences are skewed (sample skewness {g1:+.2f}); the design's "
+                         "error rates are not held for strongly skewed differences "
+                         "(reports/sequential-design/simulation.md), so read its verdict with "
+                         "the per-seed values (sequential.png, per_seed.csv)")
+    return found
 
 
 def training(comparisons: list[Tracked]) -> frozenset[str]:
     """The regularizers the next round trains: each arm's with an undecided comparison, and the
     references those comparisons need. A decided comparison keeps the verdict and interval of
-    the look that decided it (its confidence sequence is valid at that stop), so its arm's
+    the look that decided it (its interval is valid at that stop), so its arm's
     later seeds would be spent for nothing."""
     undecided = [c for c in comparisons if not c.decided]
     return frozenset(record.arm_name(arm) for c in undecided for arm in (c.arm, c.reference))
@@ -221,20 +275,25 @@ def grow(commands: Callable[[range, frozenset[str] | None], list[list[str]]], ex
             True if kept is None else runs["arm"].map(record.arm_name).isin(kept))]
         used, code_notes = query.keep_todays_code(used, reuse_stale)
         notes = [*recorded.notes, *code_notes]  # repeats, impossible values, relabelled seeds
-        look_at(used, n, references, margins, comparisons, arms)
+        look_at(used, schedule, n, references, margins, comparisons, arms)
         ordered = list(comparisons.values())
         stopped = all(c.decided for c in ordered) or number == len(looks)
         regularizers = training(ordered)
         print(look_line(number, n, ordered, number == len(looks)), file=sys.stderr, flush=True)
         header = report.provenance(command, git_commit(), used, notes)
-        write_whole(out / SEQUENTIAL_REPORT,
-                    markdown(ordered, schedule, start, header, stopped, used))
+        from regbench.analysis.plots import plot_sequential  # matplotlib: only when it draws
+
+        with ReportFiles(out) as stage:
+            stage(SEQUENTIAL_REPORT).write_text(
+                markdown(ordered, schedule, start, header, stopped, used, margins))
+            plot_sequential(figure_panels(ordered, used, margins), stage(SEQUENTIAL_FIGURE))
         if stopped:
             break
     print((out / SEQUENTIAL_REPORT).read_text(), end="")
     ids = ", ".join(f"'{run_id}'" for run_id in used["run_id"])
     compared = compare_experiment(experiment, reference, out, command, tracking_uri,
-                                  f"attributes.run_id IN ({ids})", mix_code=reuse_stale)
+                                  f"attributes.run_id IN ({ids})", margins,
+                                  mix_code=reuse_stale)
     print(compared.markdown, end="")
     if on_stop:
         on_stop(ordered, used, notes)

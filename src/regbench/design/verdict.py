@@ -8,9 +8,11 @@ from a registered class to a verdict, in one command.
    (``path.train_commands``), into PRESET, where a path trained before is found, not retrained;
 3. select: each strength on validation only (``--rule``: best or 1-SE);
 4. compare: OPTION at its strength against ``none`` and against L2 at its own, on fresh seeds
-   from ``TUNED_SEED_START`` in the experiment PRESET-tuned (``make tuned``'s, so its runs
-   of none and L2 count), grown in the rounds of the sequential design (``study.grow``) until
-   the four comparisons (two references x test accuracy and test data loss) are decided;
+   of its own from ``VERDICT_SEED_START`` in the experiment PRESET-verdict (shared by the
+   verdicts of every option, so their runs of none and L2 count; never a tuned comparison's
+   seeds, so its family is its own), grown in the rounds of the sequential design
+   (``study.grow``) until the four comparisons (two references x test accuracy and test data
+   loss) are decided, within the preset's margins;
 5. report: reports/OPTION-PRESET/verdict.md opens with one sentence answering the question, then
    the calibration, the path and the comparison; sequential.md and comparison.md beside it.
    It is logged to MLflow as the other reports are.
@@ -29,16 +31,17 @@ from regbench.analysis import report, stats
 from regbench.analysis.comparison import DEFAULT_REFERENCE
 from regbench.design import calibrate, path
 from regbench.design import study as rounds
-from regbench.design.presets import CONTROL, PINNED_GRIDS, TUNED_SEED_START
+from regbench.design.presets import CONTROL, PINNED_GRIDS, VERDICT_SEED_START
 
 DEFAULT_PRESET = "path_mnist_small"
+EXPERIMENT_SUFFIX = "verdict"  # the fresh seeds' experiment: <preset>-verdict
 BASELINE = DEFAULT_REFERENCE  # the established regularizer a new one must also beat
 REPORT = "verdict.md"
 
 
 def answer(option: str, comparisons: list[rounds.Tracked], seeds: int) -> str:
     """The report's first sentence: per reference, OPTION's verdict on each metric with its
-    difference and confidence sequence, and how the study stopped."""
+    difference and interval, and how the study stopped."""
     against: dict[str, list[str]] = {}
     for c in comparisons:
         final = c.final
@@ -74,21 +77,25 @@ def cost_line(minutes: float, trained: int, earlier: str | None) -> str:
 
 def markdown(option: str, experiment: str, header: str, sentence: str, study: path.PathStudy,
              shown: tuple[str, ...], comparisons: list[rounds.Tracked],
-             schedule, minutes: float, trained: int, runs: pd.DataFrame,
-             earlier: str | None = None) -> str:
-    """verdict.md: the line saying how it was made, the answer, the configuration the runs
-    share, what it cost (``cost_line``, keeping ``earlier``'s, the report it replaces), then
-    calibration, path and comparison."""
+             schedule, margins: dict[str, float], minutes: float, trained: int,
+             runs: pd.DataFrame, earlier: str | None = None, no_op: str | None = None) -> str:
+    """verdict.md: the line saying how it was made, the answer, the margins, the configuration
+    the runs share, what it cost (``cost_line``, keeping ``earlier``'s, the report it
+    replaces), then calibration, path and comparison; ``no_op``: why the baseline was not
+    compared (``path.no_op_reason``)."""
     calibrations = [c for c in study.calibrations if c.option in shown]
     pinned = [name for name in shown if name in PINNED_GRIDS.get(experiment, {})]
     points = {name: study.points[name] for name in (*shown, CONTROL)
               if name in study.points}
     selections = [s for s in study.selections if s.regularizer in shown]
-    sequential_table = rounds.markdown(comparisons, schedule, TUNED_SEED_START, "",
-                                       True, runs).lstrip("\n")
+    sequential_table = rounds.markdown(comparisons, schedule, VERDICT_SEED_START, "",
+                                       True, runs, margins).lstrip("\n")
     written, _, shared = header.partition("\n\n")
     return "\n".join([
-        written, "", sentence, "", shared.rstrip("\n"), "",
+        written, "", sentence, "",
+        *([f"Not compared with {BASELINE}: {no_op}, so its comparison would repeat the one "
+           f"with {CONTROL}.", ""] if no_op else []),
+        rounds.margins_line(margins), "", shared.rstrip("\n"), "",
         cost_line(minutes, trained, earlier), "",
         "## Calibration", "",
         calibrate.markdown(calibrations) if calibrations else "",

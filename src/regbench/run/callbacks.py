@@ -1,6 +1,8 @@
 """The Keras callbacks of a training run, in the order they must run at each epoch's end.
 
-ReduceLROnPlateau and EarlyStopping watch ``trainer.monitor``; TerminateOnNaN stops a diverging
+ReduceLROnPlateau and EarlyStopping watch ``trainer.monitor`` (EarlyStopping restores the best
+epoch's weights at the end unless ``trainer.restore_best_weights`` is false: the run is then
+judged on its last epoch's weights); TerminateOnNaN stops a diverging
 run; StopWhenRequested stops at a reported batch's start once the process was asked to stop;
 EpochTimer adds ``epoch_seconds`` (wall time of the epoch, validation included) to the logs;
 the MLflow callback (EpochMetricsCallback) comes last so that it logs what the others added
@@ -52,7 +54,7 @@ def training_callbacks(trainer, verbose, logger: keras.callbacks.Callback,
     ``stop_requested`` as StopWhenRequested's."""
     early_stop = keras.callbacks.EarlyStopping(
         monitor=trainer.monitor, patience=trainer.early_stopping_patience,
-        restore_best_weights=True)
+        restore_best_weights=trainer.restore_best_weights)
     callbacks = [
         StopWhenRequested(stop_requested),
         keras.callbacks.ReduceLROnPlateau(monitor=trainer.monitor, factor=trainer.lr_factor,
