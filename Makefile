@@ -87,7 +87,7 @@ path: $(STAMP) ## strength path preset=path_mnist_small|path_fashion_small|path_
 		$(if $(regularizers),--regularizers $(call quote,$(regularizers))) $(HYDRA_OVERRIDES)
 	$(REGBENCH) path report $(call quote,$(preset)) $(HYDRA_OVERRIDES) $(ARGS)
 
-tuned: $(STAMP) ## each regularizer at its path-selected strength (rule=best|1se) against none on fresh seeds from 100, in rounds until decided
+tuned: $(STAMP) ## each regularizer at its path-selected strength (rule=best|1se) against none on fresh seeds from 200, in rounds until decided
 	$(REGBENCH) path tuned $(call quote,$(preset)) --rule $(call quote,$(rule)) \
 		$(if $(max_seeds),--max-seeds $(call quote,$(max_seeds))) \
 		$(if $(regularizers),--regularizers $(call quote,$(regularizers))) $(HYDRA_OVERRIDES) $(ARGS)

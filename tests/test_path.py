@@ -63,7 +63,7 @@ def test_the_strength_is_chosen_on_validation_never_on_test(tmp_path):
 @pytest.mark.long
 def test_a_tiny_path_its_report_and_the_tuned_comparison(tmp_path, capsys, monkeypatch):
     """The path trained into the preset's experiment, its report, and ``tuned``: the selected
-    strengths against none on fresh seeds from 100, in rounds (here one look of 2 seeds)."""
+    strengths against none on fresh seeds from 200, in rounds (here one look of 2 seeds)."""
     uri = sqlite_uri(tmp_path)
     overrides = ("data=synthetic", "trainer=smoke", "model=mlp_small")
     extra = (*overrides, f"mlflow.tracking_uri={uri}", f"hydra.sweep.dir={tmp_path / 'path'}")
@@ -106,7 +106,7 @@ def test_a_tiny_path_its_report_and_the_tuned_comparison(tmp_path, capsys, monke
     runs = query.fetch_runs(f"{experiment}-tuned", None).runs
     assert set(runs["arm"]) == {"none", *(f"{name}-{strength:g}"
                                           for name, (strength,) in tuned.items())}
-    assert sorted(set(runs["seed"])) == [100, 101]
+    assert sorted(set(runs["seed"])) == [200, 201]
     sequential_report = (tmp_path / "tuned" / "sequential.md").read_text()
     assert sequential_report.count("| budget reached |") + sequential_report.count(
         "| decided |") == 4

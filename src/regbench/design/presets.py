@@ -29,7 +29,9 @@ PUBLISHED_GRIDS = {  # option -> regularizer.weight values, written by hand befo
 PINNED_GRIDS = {"path_mnist_small": PUBLISHED_GRIDS, "path_fashion_small": PUBLISHED_GRIDS}
 SELECTION_SEEDS = (0, 1, 2)
 SELECTED_ON = "val_accuracy"  # the curve whose best epoch a strength is chosen on
-TUNED_SEED_START = 100  # the tuned comparison's fresh seeds: 100, 101, ... in rounds
+# the tuned comparison's fresh seeds: 200, 201, ... in rounds (100-119 trained the comparisons
+# published before the group-sequential design; fresh seeds are never reused for a re-run)
+TUNED_SEED_START = 200
 # a verdict's own fresh seeds (in its own experiment, <preset>-verdict): never those of a tuned
 # comparison, whose family of comparisons it would otherwise share
 VERDICT_SEED_START = 1000
