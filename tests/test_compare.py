@@ -187,6 +187,19 @@ def test_targets_are_reported_per_arm(store):
             Target.parse(bad)
 
 
+def test_margins_default_to_those_the_runs_recorded():
+    """A preset's margins travel with its runs (params margins.*); runs that disagree, or
+    predate the key, leave the default."""
+    import pandas as pd
+
+    from regbench.analysis.comparison import recorded_margins
+
+    runs = pd.DataFrame({"params.margins.test_accuracy": ["0.003", "0.003", None],
+                         "params.margins.test_data_loss": ["0.02", "0.05", "0.02"]})
+    assert recorded_margins(runs) == {"test_accuracy": 0.003}
+    assert recorded_margins(pd.DataFrame({"seed": [0]})) == {}
+
+
 def test_margins_come_from_the_command_line():
     assert compare.parse_margins(["test_accuracy=0.002"]) == {"test_accuracy": 0.002}
     for bad in (["accuracy=0.1"], ["test_accuracy=abc"], ["test_accuracy=-1"],

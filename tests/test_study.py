@@ -207,3 +207,11 @@ def test_skewed_paired_differences_are_flagged():
     assert study.skewed_lines([c], runs({"a": skewed, "ref": base}))[0].startswith(
         "- warning: a test accuracy: its paired differences are skewed")
     assert study.skewed_lines([c], runs({"a": base + noise, "ref": base})) == []
+
+
+def test_a_preset_describes_itself_in_its_reports():
+    from regbench.design import presets
+
+    about = presets.description("positive_control")
+    assert about.startswith("The positive control: a regime where a standard regularizer")
+    assert "#" not in about and "@package" not in about

@@ -211,14 +211,26 @@ def target_results(groups: dict[str, pd.DataFrame],
     return results
 
 
+def recorded_margins(runs: pd.DataFrame) -> dict[str, float]:
+    """The margins the runs' preset stated (their ``margins.*`` params), per TESTED metric on
+    which every run that records one agrees; runs from before the key record none."""
+    found = {}
+    for metric in TESTED:
+        column = f"params.margins.{metric}"
+        values = set(runs[column].dropna()) if column in runs else set()
+        if len(values) == 1:
+            found[metric] = float(values.pop())
+    return found
+
+
 def summarise(recorded: RecordedRuns, reference: str | None,
               margins: dict[str, float] | None = None,
               targets: tuple[Target, ...] = ()) -> Comparison:
     """Each arm's mean and standard deviation, and its differences to ``reference`` on the
-    TESTED metrics, within ``margins`` (default DEFAULT_MARGINS), Holm-adjusted together; and
-    each arm against ``targets``."""
-    margins = {**DEFAULT_MARGINS, **(margins or {})}
+    TESTED metrics, within ``margins`` (default: ``recorded_margins``, else DEFAULT_MARGINS),
+    Holm-adjusted together; and each arm against ``targets``."""
     runs = recorded.runs
+    margins = {**DEFAULT_MARGINS, **recorded_margins(runs), **(margins or {})}
     arms = sorted(runs["arm"].unique())
     reference_arm = resolve_reference(reference, arms)
     order = [reference_arm, *[a for a in arms if a != reference_arm]]

@@ -41,7 +41,8 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--reference", default=DEFAULT_REFERENCE,
                         help=f"reference arm (e.g. l2 or l2-0.0001); default {DEFAULT_REFERENCE}")
     parser.add_argument("--margin", action="append", default=[], metavar="METRIC=VALUE",
-                        help="equivalence margin, e.g. test_accuracy=0.002 (defaults: "
+                        help="equivalence margin, e.g. test_accuracy=0.002 (default: the margins "
+                        "the runs' preset stated, else "
                         + ", ".join(f"{k}={v:g}" for k, v in DEFAULT_MARGINS.items()) + ")")
     parser.add_argument("--target", action="append", default=[], metavar="METRIC>=VALUE",
                         help="a goal on each run's final value, reported per arm, e.g. "

@@ -11,6 +11,7 @@ from regbench.locations import REPORTS_DIR, unwritable_folder
 
 with common.collector_paused():
     from regbench.analysis.comparison import DEFAULT_REFERENCE, TESTED
+    from regbench.design import presets
     from regbench.design.study import grow
     from regbench.design.sweep import train_command
     from regbench.errors import CompareError, StoreError
@@ -55,6 +56,7 @@ def main(argv: list[str]) -> int:
         return grow(commands, args.experiment, args.reference, schedule, args.start, out,
                     common.command_line("study", argv), args.tracking_uri,
                     margins=options.margins_or_exit(f"experiment={args.preset}", *extra),
-                    reuse_stale=args.reuse_stale)
+                    reuse_stale=args.reuse_stale,
+                    about=f"The preset {args.preset}: {presets.description(args.preset)}")
     except (StoreError, CompareError) as error:
         common.fail(str(error))

@@ -41,6 +41,19 @@ PRESET_PREFIX = "path_"  # the experiment presets a path trains (path_presets)
 RUN_PARTS = ("data", "model")  # what a path trains on: other values, another experiment
 
 
+def description(preset: str) -> str:
+    """What the experiment preset is for, in its own words: the comment that opens
+    conf/experiment/<preset>.yaml (after its ``# @package`` line), as one paragraph."""
+    lines = (CONF_DIR / "experiment" / f"{preset}.yaml").read_text().splitlines()
+    comment = []
+    for line in lines:
+        if not line.startswith("#"):
+            break
+        if not line.startswith("# @package"):
+            comment.append(line.lstrip("#").strip())
+    return " ".join(comment)
+
+
 def default_options(preset: str) -> list[str]:
     """What a path trains unless told: the preset's pinned options, else every built-in
     option with a penalty."""

@@ -242,7 +242,7 @@ def grow(commands: Callable[[range, frozenset[str] | None], list[list[str]]], ex
          tracking_uri: str | None, margins: dict[str, float] | None = None,
          versus: tuple[str, ...] = (), arms: tuple[str, ...] | None = None,
          on_stop: Callable[[list[Tracked], pd.DataFrame, list[str]], None] | None = None,
-         reuse_stale: bool = False) -> int:
+         reuse_stale: bool = False, about: str = "") -> int:
     """Train ``commands(seeds, regularizers)`` look by look and decide, as the module's
     docstring says (``regularizers``: None at the first look, every arm; then ``training``'s);
     write the reports into ``out``. The comparisons: each arm (of the regularizers named in
@@ -251,7 +251,7 @@ def grow(commands: Callable[[range, frozenset[str] | None], list[list[str]]], ex
     runs, notes)`` is called when the study stops (not on an interrupt) with the comparisons,
     the runs of the last look and the notes on them (``query.fetch_runs``': repeated seeds,
     impossible values, relabelled seeds; ``query.keep_todays_code``'s), which every report's
-    head also lists. Each
+    head also lists; ``about`` (the preset's description) follows the report's first line. Each
     look analyses the runs of today's code only, unless ``reuse_stale``
     (``query.keep_todays_code``). Returns the worst exit code of the training (130 at once on an
     interrupt), else 0."""
@@ -281,6 +281,9 @@ def grow(commands: Callable[[range, frozenset[str] | None], list[list[str]]], ex
         regularizers = training(ordered)
         print(look_line(number, n, ordered, number == len(looks)), file=sys.stderr, flush=True)
         header = report.provenance(command, git_commit(), used, notes)
+        if about:  # what the study is, under the line that says how it was made
+            made, _, rest = header.partition("\n")
+            header = f"{made}\n\n{about}\n{rest}"
         from regbench.analysis.plots import plot_sequential  # matplotlib: only when it draws
 
         with ReportFiles(out) as stage:
