@@ -8,7 +8,7 @@ from omegaconf import MISSING, OmegaConf
 
 from helpers import PROJECT_ROOT, sqlite_uri, train
 from helpers import compose as composed
-from regbench.config import schema
+from regbench.config import registry, schema
 from regbench.config.overrides import check_overrides, expand_jobs
 from regbench.config.schema import group_options
 from regbench.config.validation import validate
@@ -57,8 +57,9 @@ def test_every_preset_with_every_regularizer_holds_exactly_the_options_keys(pres
         validate(cfg)
         expected = schema.regularizer_keys(cfg.regularizer.name)
         assert set(cfg.regularizer) == set(expected), (preset, option)
-        kernel = set(cfg.regularizer.kernel or {})
-        assert kernel == set(expected["kernel"] or {}), (preset, option)
+        where = registry.get(cfg.regularizer.name).acts_on  # its class node: kernel or activity
+        node = set(cfg.regularizer.get(where) or {})
+        assert node == set(expected[where] or {}), (preset, option)
 
 
 @pytest.mark.parametrize("option", group_options("regularizer"))
@@ -145,7 +146,7 @@ def test_a_config_cannot_run_arbitrary_code(tmp_path):
 
 
 @pytest.mark.parametrize("overrides, key", [
-    (["regularizer=bogus"], "regularizer=bogus: unknown option; allowed are custom, custom_c"),
+    (["regularizer=bogus"], "regularizer=bogus: unknown option; allowed are activity_l1"),
     (["trainer.epochs=0"], "trainer.epochs=0"),
     (["regularizer.weight=-1"], "regularizer.weight=-1"),
     (["regularizer=l1_l2", "regularizer.l1_ratio=-0.5"], "regularizer.l1_ratio=-0.5"),

@@ -112,7 +112,7 @@ REFUSED = {  # what the file adds to GOOD_CLASS, the overrides, the start of the
     "registered twice": ("regularizer('l2')(Mine)", ["regularizer=l2"],
                          "regularizer l2: registered twice (already keras.regularizers.L2)"),
     "unknown name": ("regularizer('mine')(Mine)", ["regularizer=mien"],
-                     "regularizer=mien: unknown option; allowed are custom, custom_columns"),
+                     "regularizer=mien: unknown option; allowed are activity_l1, activity_l2"),
     "negative strength": ("regularizer('mine')(Mine)", ["regularizer=mine",
                                                           "regularizer.weight=-1"],
                           "regularizer.weight=-1: must be a finite number >= 0"),
@@ -277,3 +277,95 @@ def test_a_command_with_a_plugin_prints_none_of_tensorflow_s_start_up_lines(tmp_
     assert result.returncode == 0, result.stderr[-2000:]
     assert not [line for line in result.stderr.splitlines()
                 if line.startswith(TENSORFLOW_STARTUP_LINES)], result.stderr
+
+
+DECOV = PROJECT_ROOT / "examples" / "decov.py"
+
+
+def test_an_activity_option_is_put_on_the_activations_and_says_so_in_its_config():
+    """activity_l1's class node is ``activity:`` (its config hash differs from l1's), the
+    model puts it on each hidden layer's activity_regularizer, and its inference copy has
+    none."""
+    from regbench.run.models import build_mlp, inference_copy
+
+    cfg = composed("regularizer=activity_l1", "model=mlp_small")
+    assert cfg.regularizer.get("kernel") is None and cfg.regularizer.activity.l1 == 1e-5
+    assert config_hash(cfg) != config_hash(composed("regularizer=l1", "model=mlp_small",
+                                                    "regularizer.weight=1e-5"))
+    option = registry.get("activity_l1")
+    model = build_mlp(cfg.model, lambda: registry.build(cfg.regularizer), acts_on=option.acts_on)
+    hidden = [layer for layer in model.layers if layer.name != model.layers[-1].name]
+    assert all(layer.activity_regularizer is not None and layer.kernel_regularizer is None
+               for layer in hidden)
+    assert all(layer.activity_regularizer is None for layer in inference_copy(model).layers)
+
+
+def test_the_share_of_an_activity_penalty_is_computed_as_keras_adds_it():
+    """Keras adds an activity term divided by the batch size; the recorded gradient share is
+    ||d penalty / dW|| / ||d data loss / dW|| with that term, computed here by hand."""
+    import keras
+    import tensorflow as tf
+
+    from regbench.run.models import build_mlp, penalty_shares
+
+    cfg = composed("regularizer=activity_l2", "regularizer.weight=0.01", "model=mlp_small")
+    model = build_mlp(cfg.model, lambda: registry.build(cfg.regularizer), acts_on="activity")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 784)).astype(np.float32)
+    y = rng.integers(0, 10, 32)
+    loss_share, gradient_share = penalty_shares(model, x, y)
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    kernels = [layer.kernel for layer in dense[:-1]]
+    with tf.GradientTape(persistent=True) as tape:
+        h, penalty = tf.constant(x), 0.0
+        for layer in dense[:-1]:
+            h = layer.activation(tf.matmul(h, layer.kernel) + layer.bias)
+            penalty += 0.01 * tf.reduce_sum(tf.square(h)) / len(x)
+        p = dense[-1](h)
+        data = keras.losses.SparseCategoricalCrossentropy()(y, p)
+    expected = (tf.linalg.global_norm(tape.gradient(penalty, kernels))
+                / tf.linalg.global_norm(tape.gradient(data, kernels)))
+    assert gradient_share == pytest.approx(float(expected), rel=1e-4)
+    assert loss_share == pytest.approx(float(penalty / (data + penalty)), rel=1e-4)
+
+
+def test_decov_computes_its_formula_and_keeps_its_strength_per_example(plugin):
+    import tensorflow as tf
+
+    plugin(DECOV)
+    option = registry.get("decov")
+    assert option.acts_on == registry.ACTIVITY
+    h = np.abs(np.random.default_rng(1).normal(size=(20, 6))).astype(np.float32)
+    c = np.cov(h, rowvar=False, bias=True)
+    expected = 20 * 0.3 * 0.5 * (np.sum(c**2) - np.sum(np.diag(c) ** 2))
+    built = option.regularizer_class()(weight=0.3)
+    assert float(built(tf.constant(h))) == pytest.approx(expected, rel=1e-4)
+    assert registry.batch_ratio(built, tf.constant(h)) == pytest.approx(
+        registry.PER_EXAMPLE_RATIO, rel=1e-4)
+
+
+def test_an_activity_penalty_that_a_batch_weakens_is_warned_about(plugin):
+    """DeCov without its factor N: Keras' division by the batch size makes it weaker the
+    larger the batch; the check says so, with the ratio it measured."""
+    plugin(DECOV.read_text().replace("* n * 0.5", "* 0.5"), name="decov_mean.py")
+    built = registry.get("decov").regularizer_class()(weight=0.1)
+    with pytest.warns(UserWarning, match=r"regularizer=decov: on a batch repeated twice its "
+                      r"value is 1x its value on the batch, not 2x"):
+        registry.check("decov", built)
+
+
+def test_an_activity_option_trains_with_its_share_recorded(tmp_path):
+    from regbench.run.training import train_and_evaluate
+
+    overrides = ["regularizer=activity_l1", "regularizer.weight=1e-3", "data=synthetic",
+                 "trainer=smoke", "model=mlp_small", f"mlflow.tracking_uri={sqlite_uri(tmp_path)}"]
+    check_overrides(overrides)
+    result = train_and_evaluate(composed(*overrides))
+    assert result.arm == "activity_l1-0.001"
+    assert result.metrics[record.PENALTY_GRADIENT_SHARE] > 0
+    assert result.metrics[record.TEST_PENALTY] > 0
+
+
+def test_acts_on_must_be_kernel_or_activity():
+    with pytest.raises(ConfigError, match="acts_on='bias'; allowed are kernel, activity"):
+        registry.register("sideways", "keras.regularizers.L2", strength="l2", acts_on="bias")

@@ -67,7 +67,17 @@ PLUGIN_TIMEOUT_ENV = "REGBENCH_PLUGIN_TIMEOUT"  # seconds a plugin's import may 
 PLUGIN_TIMEOUT = 120.0  # ... unless PLUGIN_TIMEOUT_ENV says otherwise
 ANNOUNCE_AFTER = 2.0  # seconds after which a plugin still importing is named on stderr
 ENTRY_POINT_GROUP = "regbench.regularizers"
-CHECK_SHAPES = ((16, 8), (7, 3), (3, 5))  # Dense kernels (inputs, units), units >= 2
+# where a Dense layer takes a regularizer (Keras' kernel_regularizer, activity_regularizer): the
+# key of the option's node, and what ``check`` calls it on
+KERNEL, ACTIVITY = "kernel", "activity"
+ACTS_ON = (KERNEL, ACTIVITY)
+# kernels (inputs, units), or activations (batch, units); units >= 2
+CHECK_SHAPES = ((16, 8), (7, 3), (3, 5))
+# an activity penalty's value on a batch repeated twice over its value on the batch: Keras
+# divides it by the batch size, so a penalty that is a sum over examples (ratio 2) keeps its
+# strength per example whatever the batch; one that is a batch mean or statistic (ratio 1) is
+# weakened as 1 / batch size
+PER_EXAMPLE_RATIO = 2.0
 CHECKS = ("scalar", "dtype", "finite", "gradient", "config round trip")
 BUILTIN_SOURCE = "builtin"
 REDUNDANCY_EPS = 1e-8  # the redundancy penalty's guard on its sums, its class's default too
@@ -93,13 +103,15 @@ class Option:
     cls: type | None = None  # given by a decorator; the built-ins' are imported on first use
     builtin: bool = False
     source: str = BUILTIN_SOURCE  # where its code came from (a plugin file, a distribution)
+    acts_on: str = KERNEL  # one of ACTS_ON: the layers' kernels or their activations
 
     def node(self) -> dict[str, Any]:
-        """The option's config node (module docstring)."""
-        kernel = None if self.target is None else {
+        """The option's config node (module docstring; an activity option's class node is
+        under ``activity:`` instead of ``kernel:``, so its config hash says where it acts)."""
+        built = None if self.target is None else {
             "_target_": self.target, self.strength: "${..weight}",
             **{key: f"${{..{key}}}" for key in self.arguments}, **self.fixed}
-        return {"name": self.name, "weight": self.weight, **self.arguments, "kernel": kernel}
+        return {"name": self.name, "weight": self.weight, **self.arguments, self.acts_on: built}
 
     def regularizer_class(self) -> type:
         if self.cls is not None:
@@ -165,19 +177,27 @@ def _default(cls: type, argument: str) -> Any:
 
 def register(name: str, cls: type | str | None, *, strength: str = "weight",
              arguments: tuple[str, ...] | dict[str, Any] = (), fixed: dict | None = None,
-             weight: float | None = None, builtin: bool = False) -> Option:
+             weight: float | None = None, builtin: bool = False,
+             acts_on: str = KERNEL) -> Option:
     """Make ``cls`` (a Keras regularizer class, or for a built-in its ``<module>.<Class>``;
     None: no penalty) the option ``name``. ``strength`` is the constructor argument
     ``regularizer.weight`` sets; ``arguments`` are further constructor arguments set from
     ``regularizer.<argument>`` and written into the arm label (a dict gives their defaults,
     else the constructor's); ``fixed`` are constructor arguments every run of the option
-    gets; ``weight`` the default strength (else the constructor's default).
+    gets; ``weight`` the default strength (else the constructor's default); ``acts_on``
+    (ACTS_ON) where the model puts it: each hidden Dense layer's kernel (``kernel``) or its
+    output activations (``activity``, Keras' ``activity_regularizer``, whose value Keras
+    divides by the batch size).
 
     Raises ConfigError (one line) for a name already registered otherwise or held by a YAML
     file of conf/regularizer/, a class that is not a Keras regularizer, an argument its constructor
-    does not take, or a default that is not a finite number >= 0."""
+    does not take, a default that is not a finite number >= 0, or an ``acts_on`` not in
+    ACTS_ON."""
     if not name.isidentifier():
         raise ConfigError(f"regularizer {name!r}: a name must be a Python identifier")
+    if acts_on not in ACTS_ON or (cls is None and acts_on != KERNEL):
+        raise ConfigError(f"regularizer {name}: acts_on={acts_on!r}; allowed are "
+                          f"{', '.join(ACTS_ON)}")
     if (CONF_DIR / GROUP / f"{name}.yaml").exists():
         raise ConfigError(f"regularizer {name}: registered twice (already a YAML option)")
     names = tuple(arguments)
@@ -196,7 +216,8 @@ def register(name: str, cls: type | str | None, *, strength: str = "weight",
                               f"number >= 0 (give it to register), got {value!r}")
     option = Option(name, target, None if cls is None else strength, float(weight),
                     {key: float(value) for key, value in defaults.items()}, dict(fixed or {}),
-                    cls if isinstance(cls, type) else None, builtin, _source_of(cls, builtin))
+                    cls if isinstance(cls, type) else None, builtin, _source_of(cls, builtin),
+                    acts_on)
     if name in _OPTIONS and _OPTIONS[name].node() != option.node():
         raise ConfigError(f"regularizer {name}: registered twice (already "
                           f"{_OPTIONS[name].target})")
@@ -232,6 +253,12 @@ def _register_builtins() -> None:
     for name, mode in (("custom", "rows"), ("custom_columns", "columns")):
         register(name, f"{BUILTIN_TARGET_PREFIX}.RedundancyRegularizer", weight=1e-4,
                  fixed={"eps": REDUNDANCY_EPS, "mode": mode}, builtin=True)
+    # on each hidden layer's activations a (batch, units), as Keras adds it to the loss:
+    # weight * sum(|a|) / batch (sparse codes) and weight * sum(a^2) / batch
+    register("activity_l1", "keras.regularizers.L1", strength="l1", weight=1e-5,
+             builtin=True, acts_on=ACTIVITY)
+    register("activity_l2", "keras.regularizers.L2", strength="l2", weight=1e-5,
+             builtin=True, acts_on=ACTIVITY)
 
 
 class _ImportTimedOut(Exception):
@@ -340,13 +367,21 @@ def get(name: str) -> Option:
     return _OPTIONS[name]
 
 
-def check_target(option: Option, kernel) -> None:
-    """The one rule for a ``regularizer.kernel`` node: its ``_target_`` is its option's (no
-    node for an option without a class); else ConfigError naming what the option allows."""
-    target = None if kernel is None else kernel.get("_target_")
+def class_node(option: Option, regularizer_cfg):
+    """The node of ``regularizer_cfg`` that names the option's class: ``kernel`` or
+    ``activity``, as the option acts (None when it has none)."""
+    return regularizer_cfg.get(option.acts_on)
+
+
+def check_target(option: Option, node) -> None:
+    """The one rule for a ``regularizer.kernel`` (or ``.activity``) node: its ``_target_`` is
+    its option's (no node for an option without a class); else ConfigError naming what the
+    option allows."""
+    target = None if node is None else node.get("_target_")
     if target != option.target:
-        raise ConfigError(f"regularizer.kernel._target_={target}: option {option.name} "
-                          f"instantiates {option.target or 'nothing (kernel: null)'} only")
+        raise ConfigError(f"regularizer.{option.acts_on}._target_={target}: option "
+                          f"{option.name} instantiates "
+                          f"{option.target or 'nothing (kernel: null)'} only")
 
 
 def build(regularizer_cfg) -> Any:
@@ -357,19 +392,19 @@ def build(regularizer_cfg) -> Any:
     from omegaconf import OmegaConf
 
     option = get(str(regularizer_cfg.name))
-    kernel = regularizer_cfg.kernel
-    check_target(option, kernel)
-    if kernel is None:
+    node = class_node(option, regularizer_cfg)
+    check_target(option, node)
+    if node is None:
         return None
-    arguments = OmegaConf.to_container(kernel, resolve=True)
+    arguments = OmegaConf.to_container(node, resolve=True)
     arguments.pop("_target_")
     arguments = {key: float(value) if type(value) is int else value
                  for key, value in arguments.items()}
     try:
         return option.regularizer_class()(**arguments)
     except (TypeError, ValueError) as error:
-        raise ConfigError(f"regularizer.kernel: {option.name} refuses its arguments: "
-                          f"{error}") from None
+        raise ConfigError(f"regularizer.{option.acts_on}: {option.name} refuses its "
+                          f"arguments: {error}") from None
 
 
 def strengths(option_name: str, built: Any) -> list[float]:
@@ -381,12 +416,18 @@ def strengths(option_name: str, built: Any) -> list[float]:
 
 
 def check(option_name: str, built: Any) -> None:
-    """Run ``built`` through CHECKS on random float32 kernels of CHECK_SHAPES; ConfigError
-    naming the option and the failed check. Nothing to check for no penalty."""
+    """Run ``built`` through CHECKS on random float32 inputs of CHECK_SHAPES (kernels
+    (inputs, units), or for an activity option activations (batch, units), non-negative as
+    after a ReLU); ConfigError naming the option and the failed check. For an activity option,
+    ``batch_ratio`` is measured and a penalty whose ratio is not PER_EXAMPLE_RATIO is warned
+    about (``warnings``), once per option. Nothing to check for no penalty."""
     if built is None:
         return
     import numpy as np
     import tensorflow as tf
+
+    acts_on = get(option_name).acts_on
+    what = "a kernel" if acts_on == KERNEL else "activations"
 
     def fail(check_name: str, detail: str) -> None:
         raise ConfigError(f"regularizer={option_name}: {type(built).__name__} fails the check "
@@ -394,36 +435,63 @@ def check(option_name: str, built: Any) -> None:
 
     rng = np.random.default_rng(0)
     for shape in CHECK_SHAPES:
-        kernel = tf.Variable(rng.normal(size=shape).astype(np.float32))
+        drawn = rng.normal(size=shape).astype(np.float32)
+        inputs = tf.Variable(np.abs(drawn) if acts_on == ACTIVITY else drawn)
         with tf.GradientTape() as tape:
             try:
-                value = tf.convert_to_tensor(built(kernel))
+                value = tf.convert_to_tensor(built(inputs))
             except Exception as error:
-                fail("scalar", f"calling it on a kernel of shape {shape} raised "
+                fail("scalar", f"calling it on {what} of shape {shape} raised "
                                f"{type(error).__name__}: {error}")
         if value.shape.rank != 0:
-            fail("scalar", f"it returned shape {tuple(value.shape)} for a kernel of shape "
+            fail("scalar", f"it returned shape {tuple(value.shape)} for {what} of shape "
                            f"{shape}, not a scalar")
-        if value.dtype != kernel.dtype:
-            fail("dtype", f"it returned {value.dtype.name} for a float32 kernel")
+        if value.dtype != inputs.dtype:
+            fail("dtype", f"it returned {value.dtype.name} for float32 {what}")
         if not np.isfinite(value.numpy()):
-            fail("finite", f"it returned {value.numpy()} for a kernel of shape {shape}")
-        gradient = tape.gradient(value, kernel)
+            fail("finite", f"it returned {value.numpy()} for {what} of shape {shape}")
+        gradient = tape.gradient(value, inputs)
         if gradient is None or not np.all(np.isfinite(gradient.numpy())):
-            fail("gradient", f"its gradient for a kernel of shape {shape} is "
+            fail("gradient", f"its gradient for {what} of shape {shape} is "
                              f"{'missing' if gradient is None else 'not finite'}")
     missing = [key for key in get(option_name).label_keys() if key not in built.get_config()]
     if missing:
         fail("config round trip", f"get_config() has no {', '.join(missing)} (the arm label "
                                   "and the reloaded model read the strength from it)")
     try:
-        again = type(built).from_config(built.get_config())(kernel)
+        again = type(built).from_config(built.get_config())(inputs)
     except Exception as error:
         fail("config round trip", f"from_config(get_config()) raised {type(error).__name__}: "
                                   f"{error}")
     if not np.isclose(float(again), float(value), rtol=1e-6, atol=0.0):
         fail("config round trip", f"from_config(get_config()) gives {float(again)}, not "
                                   f"{float(value)}")
+    if acts_on == ACTIVITY:
+        _warn_of_batch_scale(option_name, batch_ratio(built, inputs))
+
+
+def batch_ratio(built: Any, activations) -> float:
+    """f(the batch twice over) / f(the batch): PER_EXAMPLE_RATIO for a sum over examples, 1
+    for a batch mean or a batch statistic (a covariance), NaN when f is 0 on the batch."""
+    import tensorflow as tf
+
+    once = float(built(activations))
+    twice = float(built(tf.concat([activations, activations], axis=0)))
+    return twice / once if once else float("nan")
+
+
+@functools.cache
+def _warn_of_batch_scale(option_name: str, ratio: float) -> None:
+    import math
+    import warnings
+
+    if math.isnan(ratio) or math.isclose(ratio, PER_EXAMPLE_RATIO, rel_tol=1e-3):
+        return
+    warnings.warn(f"regularizer={option_name}: on a batch repeated twice its value is "
+                  f"{ratio:.3g}x its value on the batch, not {PER_EXAMPLE_RATIO:g}x: Keras divides "
+                  "an activity penalty by the batch size, so its strength per example changes "
+                  "with trainer.batch_size (a batch statistic: multiply it by the batch size, "
+                  "ops.shape(x)[0])", UserWarning, stacklevel=3)
 
 
 _register_builtins()

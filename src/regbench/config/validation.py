@@ -64,16 +64,16 @@ def _check_regularizer(cfg: DictConfig) -> None:
     option = registry.get(str(name))
     _check_keys(regularizer, schema.regularizer_keys(option.name), "regularizer", name)
     for key, value in regularizer.items():
-        if key not in ("name", "kernel"):
+        if key not in ("name", *registry.ACTS_ON):
             require(finite_number(value) and value >= 0, f"regularizer.{key}", value,
                     "must be a finite number >= 0")
-    kernel = regularizer.kernel
+    kernel = registry.class_node(option, regularizer)
     registry.check_target(option, kernel)
     if kernel is None:
         return
     for key, value in OmegaConf.to_container(kernel, resolve=True).items():
-        require(isinstance(value, (int, float, str, bool)), f"regularizer.kernel.{key}", value,
-                "must be a number or a string")
+        require(isinstance(value, (int, float, str, bool)),
+                f"regularizer.{option.acts_on}.{key}", value, "must be a number or a string")
     if option.builtin:  # what the built-in classes' constructors would refuse, said by key
         require(regularizer.get("l1_ratio", 0) <= 1, "regularizer.l1_ratio",
                 regularizer.get("l1_ratio"), "must be in [0, 1]")

@@ -112,7 +112,7 @@ def probe(cfg, preset: str, extra_weights: tuple[float, ...] = ()
 
     def share(weight: float) -> float:
         node = OmegaConf.merge(cfg.regularizer, {"weight": weight})
-        model = build_mlp(cfg.model, lambda: registry.build(node))
+        model = build_mlp(cfg.model, lambda: registry.build(node), acts_on=option.acts_on)
         model.set_weights(plain.get_weights())
         return penalty_shares(model, x, y)[1]
 

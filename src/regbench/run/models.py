@@ -42,14 +42,18 @@ class PenaltyTrackingSequential(keras.Sequential):
         return total
 
 
+REGULARIZED = ("kernel_regularizer", "activity_regularizer")  # where a Dense layer takes one
+
+
 def build_mlp(model_cfg, make_regularizer: Callable[[], keras.regularizers.Regularizer | None],
-              name: str | None = None) -> PenaltyTrackingSequential:
-    """Dense hidden layers (each: kernel regularizer, then BatchNorm and Dropout if configured),
-    then a softmax output layer without a regularizer, as in both seed notebooks."""
+              name: str | None = None, acts_on: str = "kernel") -> PenaltyTrackingSequential:
+    """Dense hidden layers (each: the regularizer on its kernel, or on its output activations
+    when ``acts_on`` is ``activity``, then BatchNorm and Dropout if configured), then a
+    softmax output layer without a regularizer, as in both seed notebooks."""
     layers = [keras.Input(shape=(model_cfg.input_dim,))]
     for units, rate in zip(model_cfg.units, model_cfg.dropout, strict=True):
         layers.append(keras.layers.Dense(units, activation=model_cfg.activation,
-                                         kernel_regularizer=make_regularizer()))
+                                         **{f"{acts_on}_regularizer": make_regularizer()}))
         if model_cfg.batch_norm:
             layers.append(keras.layers.BatchNormalization())
         if rate > 0:
@@ -87,14 +91,16 @@ def penalty_shares(model: keras.Model, x, y) -> tuple[float, float]:
         loss share     = penalty / (data_loss + penalty)
         gradient share = ||d penalty / dW|| / ||d data_loss / dW||
 
-    with W all the regularized kernels and ||.|| the global L2 norm. A penalty can be a large
-    share of the loss yet a negligible share of the gradient (its value mostly a constant);
-    only the gradient share says how hard it pulls on the weights. (0, 0) without a
-    regularizer."""
+    with W the kernels of the regularized layers (a kernel penalty's, or those whose outputs an
+    activity penalty reads, which it pulls through the activations), the penalty as Keras
+    adds it to the loss (an activity term divided by the batch size) and ||.|| the global L2
+    norm. A penalty can be a large share of the loss yet a negligible share of the gradient
+    (its value mostly a constant); only the gradient share says how hard it pulls on the
+    weights. (0, 0) without a regularizer."""
     import tensorflow as tf
 
     kernels = [layer.kernel for layer in model.layers
-               if getattr(layer, "kernel_regularizer", None) is not None]
+               if any(getattr(layer, key, None) is not None for key in REGULARIZED)]
     if not kernels:
         return 0.0, 0.0
     loss = keras.losses.SparseCategoricalCrossentropy()
@@ -113,8 +119,9 @@ def inference_copy(model: keras.Model) -> keras.Sequential:
     layers = [keras.Input(shape=model.input_shape[1:])]
     for layer in model.layers:
         config = layer.get_config()
-        if "kernel_regularizer" in config:
-            config["kernel_regularizer"] = None
+        for key in REGULARIZED:
+            if key in config:
+                config[key] = None
         layers.append(layer.__class__.from_config(config))
     copy = keras.Sequential(layers, name=model.name)
     copy.set_weights(model.get_weights())

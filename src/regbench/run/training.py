@@ -190,8 +190,9 @@ def train_and_evaluate(cfg: DictConfig, parent_run_id: str | None = None,
                              cfg.trainer.threads or threads)
         arm = record.arm_label(cfg.regularizer.name,
                                registry.strengths(cfg.regularizer.name, penalty))
-        model = compile_classifier(build_mlp(cfg.model, lambda: registry.build(cfg.regularizer)),
-                                   cfg.trainer)
+        model = compile_classifier(build_mlp(
+            cfg.model, lambda: registry.build(cfg.regularizer),
+            acts_on=registry.get(cfg.regularizer.name).acts_on), cfg.trainer)
     verbose = _verbosity(cfg.trainer.verbose)
     logger = EpochMetricsCallback()
     callbacks, early_stop = training_callbacks(cfg.trainer, verbose, logger=logger,
