@@ -183,3 +183,27 @@ def test_a_path_on_other_data_or_another_model_is_an_experiment_of_its_own():
     assert presets.experiment_name(preset, ("data=synthetic",)) == synthetic  # stable
     assert preset in presets.PINNED_GRIDS and synthetic not in presets.PINNED_GRIDS
     assert presets.default_options(synthetic) != presets.default_options(preset)
+
+
+def test_the_seeds_a_comparison_needs_are_estimated_from_the_selection_seeds():
+    """A spread as large as the margin needs many seeds, a tiny one few; beyond the budget is
+    said up front."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in range(3):
+        base = 0.97 + rng.normal(0, 0.002)
+        for name, weight, loss_noise in (("none", None, 0.0), ("l2", "1e-4", 0.02),
+                                         ("l1", "1e-5", 1e-5)):
+            rows.append({"tags.regularizer": name, "params.regularizer.weight": weight,
+                         "arm": name if weight is None else f"{name}-{weight}", "seed": seed,
+                         "metrics.test_accuracy": base + rng.normal(0, 1e-5),
+                         "metrics.test_data_loss": 0.1 + rng.normal(0, loss_noise or 1e-9)})
+    study = path.PathStudy(pd.DataFrame(rows), {}, [], [], [])
+    lines = path.planned_seeds(study, {"l2": (1e-4,), "l1": (1e-5,)},
+                               {"test_accuracy": 0.001, "test_data_loss": 0.005}, 4, 20)
+    loss = {line.split(",")[0]: line for line in lines if "test_data_loss" in line}
+    assert "likely undecided within the budget of 20" in loss["- l2 at 0.0001"]
+    assert "likely undecided" not in loss["- l1 at 1e-05"]
+    assert lines[0].startswith("Seeds the comparisons are likely to need")

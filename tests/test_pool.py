@@ -137,3 +137,19 @@ def test_two_identical_sweeps_at_once_train_each_job_once(tmp_path):
     parents = runs[runs["tags.sweep"] == "parent"]
     assert parents["metrics.children_finished"].sum() + parents[
         "metrics.children_skipped"].sum() >= 4
+
+
+def test_a_command_from_another_folder_or_with_other_plugins_gets_workers_of_its_own(
+        tmp_path, monkeypatch):
+    """A process that runs several commands (a notebook, the tests) must not hand a job to a
+    worker started in another folder or without the plugin that registers its option."""
+    from regbench.config import registry
+
+    first = pool.executor()
+    assert pool.executor() is first
+    monkeypatch.chdir(tmp_path)
+    moved = pool.executor()
+    assert moved is not first
+    monkeypatch.setenv(registry.PLUGINS_ENV, str(tmp_path / "mine.py"))
+    assert pool.executor() is not moved
+    pool.executor().shutdown(wait=True, kill_workers=True)

@@ -118,7 +118,7 @@ def test_a_users_regularizer_from_its_file_to_a_verdict(plugin, tmp_path, monkey
 
 
 @pytest.mark.parametrize("arguments, message", [
-    (["mine"], "regularizer.name=mine: allowed are custom"),
+    (["mine"], "regularizer.name=mine: allowed are activity_l1"),
     (["none"], "none: the verdict compares an option with none and l2"),
     (["l1", "--preset", "l2_vs_custom"], "--preset l2_vs_custom: not a path preset"),
     (["l1", "trainer.epochs=0"], "trainer.epochs=0: must be"),

@@ -79,18 +79,22 @@ def tuned_step(args: argparse.Namespace, recorded: path.PathStudy, header: str,
         recorded, args.regularizers or presets.default_options(args.experiment), args.rule,
         args.experiment, every=bool(args.regularizers))
     out = args.out or REPORTS_DIR / tuned
-    schedule = options.schedule_from(args, len(chosen_grids) * len(TESTED))
+    family = len(chosen_grids) * len(TESTED)
+    schedule = options.schedule_from(args, family)
+    margins = options.margins_or_exit(f"experiment={args.preset}", *extra)
+    plan = "\n".join(path.planned_seeds(recorded, chosen_grids, margins, family,
+                                         schedule.max_seeds))
     chosen = path.selection_markdown(
         [s for s in recorded.selections if s.regularizer in chosen_grids], args.rule)
-    write_whole(out / "selection.md", header + chosen)
+    write_whole(out / "selection.md", header + chosen + (f"\n{plan}\n" if plan else ""))
     print(chosen)
+    print(plan, file=sys.stderr)
     return study.grow(
         lambda seeds, regularizers: path.train_commands(args.preset, chosen_grids, tuple(seeds),
                                                         tuned, extra, regularizers),
         tuned, presets.CONTROL, schedule, presets.TUNED_SEED_START, out,
-        command, args.tracking_uri,
-        options.margins_or_exit(f"experiment={args.preset}", *extra),
-        arms=tuple(chosen_grids), reuse_stale=args.reuse_stale)
+        command, args.tracking_uri, margins, arms=tuple(chosen_grids),
+        reuse_stale=args.reuse_stale, about=plan)
 
 
 def main(argv: list[str]) -> int:

@@ -93,6 +93,10 @@ def main(argv: list[str]) -> int:
         schedule = options.schedule_from(args, len((presets.CONTROL, *versus)) * len(TESTED))
     fresh = f"{experiment}-{verdict.EXPERIMENT_SUFFIX}"
     margins = options.margins_or_exit(f"experiment={args.preset}", *extra)
+    plan = "\n".join(path.planned_seeds(
+        recorded, {option.name: chosen[option.name]}, margins,
+        len((presets.CONTROL, *versus)) * len(TESTED), schedule.max_seeds))
+    print(plan, file=sys.stderr)
     command = common.command_line("verdict", argv)
 
     def write(comparisons: list[rounds.Tracked], runs: pd.DataFrame,
@@ -121,6 +125,6 @@ def main(argv: list[str]) -> int:
                                                             fresh, extra, regularizers),
             fresh, presets.CONTROL, schedule, presets.VERDICT_SEED_START, out, command,
             args.tracking_uri, margins, versus=versus, arms=(option.name,),
-            on_stop=write, reuse_stale=args.reuse_stale))
+            on_stop=write, reuse_stale=args.reuse_stale, about=plan))
     except (StoreError, CompareError) as error:
         common.fail(str(error))

@@ -26,8 +26,8 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from regbench import record
-from regbench.analysis import query
-from regbench.analysis.comparison import identical
+from regbench.analysis import query, stats
+from regbench.analysis.comparison import TESTED, by_seed, identical
 from regbench.analysis.stats import mean_interval
 from regbench.design import calibrate, pool, sweep
 from regbench.design.presets import (
@@ -248,6 +248,38 @@ def chosen_strengths(study: PathStudy, names: list[str], rule: str, experiment: 
         raise CompareError(f"the path of {experiment} has no finished runs of "
                                  f"{', '.join(missing)} to choose a strength from")
     return chosen
+
+
+def planned_seeds(study: PathStudy, chosen: dict[str, tuple[float, ...]],
+                  margins: dict[str, float], family: int, budget: int) -> list[str]:
+    """Before fresh seeds are trained: per chosen strength and TESTED metric, the seeds per arm
+    a comparison with ``none`` is likely to need (``stats.seeds_needed``: a fixed-sample paired
+    t-test at alpha / ``family`` detecting a difference of the margin with 80% power, the sd
+    of the paired differences on the selection seeds taken as true; sequential looks need a
+    few more), and whether that is beyond ``budget``. Read from the selection seeds only."""
+    runs = study.runs.assign(strength=strengths(study.runs))
+    tag = f"tags.{record.TAG_REGULARIZER}"
+    control = runs[runs[tag] == CONTROL]
+    lines = []
+    for name, grid in chosen.items():
+        arm = runs[(runs[tag] == name) & np.isclose(runs["strength"], grid[0])]
+        for metric in TESTED:
+            a, r = by_seed(arm, metric), by_seed(control, metric)
+            shared = stats.shared_seeds(a, r)
+            if len(shared) < 2:
+                continue
+            needed = stats.seeds_needed(np.array([a[s] for s in shared]),
+                                        np.array([r[s] for s in shared]), True,
+                                        margins[metric], family=family)
+            beyond = needed is None or needed > budget
+            lines.append(f"- {name} at {grid[0]:g}, {metric}: about "
+                         f"{needed or f'more than {stats.MAX_SEEDS_NEEDED}'} seeds per arm "
+                         f"(from {len(shared)} selection seeds)"
+                         + (f": likely undecided within the budget of {budget}" if beyond
+                            else ""))
+    return ["Seeds the comparisons are likely to need, estimated before training from the "
+            "spread on the selection seeds (a fixed-sample paired t-test detecting a "
+            "difference of the margin with 80% power):", "", *lines] if lines else []
 
 
 NO_OP_SHARE = 0.01  # a gradient share below this (the penalty's pull under 1% of the data's)

@@ -44,6 +44,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from regbench import processes, record
+from regbench.config import registry
 from regbench.design import sweep
 
 WORKER_IDLE_TIMEOUT = 3600  # s: a worker idle that long ends (a command's looks are seconds)
@@ -54,9 +55,15 @@ def workers() -> int:
     return os.cpu_count() or 1
 
 
-def _start_worker(threads: int, parent: int) -> None:
+def _start_worker(threads: int, parent: int, folder: str, plugins: str) -> None:
     """A worker's start: Ctrl-C left to its command process while idle (a job installs its own
-    handler), the orphan watch, TensorFlow with ``threads`` threads, and MLflow."""
+    handler), the orphan watch, TensorFlow with ``threads`` threads, and MLflow. ``folder``
+    and ``plugins`` (the command's working folder and REGBENCH_PLUGINS) are the worker's
+    already, as it started from the command; they are its arguments so that a later command
+    of the same process in another folder, or with other plugins, gets workers of its own
+    (``executor``)."""
+    os.chdir(folder)
+    os.environ[registry.PLUGINS_ENV] = plugins
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     processes.stop_with_parent(parent)
     processes.import_tensorflow_quietly(threads)
@@ -64,13 +71,16 @@ def _start_worker(threads: int, parent: int) -> None:
 
 
 def executor():
-    """The command's pool (created at the first call, then the same one while it works)."""
+    """The command's pool (created at the first call, then the same one while it works; loky
+    reuses an executor only for the same arguments, so a call from another folder or with
+    other plugins starts new workers)."""
     from joblib.externals.loky import get_reusable_executor
 
     count = workers()
-    return get_reusable_executor(max_workers=count, timeout=WORKER_IDLE_TIMEOUT,
-                                 initializer=_start_worker,
-                                 initargs=(max(1, (os.cpu_count() or 1) // count), os.getpid()))
+    return get_reusable_executor(
+        max_workers=count, timeout=WORKER_IDLE_TIMEOUT, initializer=_start_worker,
+        initargs=(max(1, (os.cpu_count() or 1) // count), os.getpid(), os.getcwd(),
+                  os.environ.get(registry.PLUGINS_ENV, "")))
 
 
 @dataclass(frozen=True)
