@@ -298,10 +298,11 @@ def _train_multiruns(arguments: list[list[str]], label: str) -> int:
             continue
         where = (configs[0].mlflow.tracking_uri, configs[0].mlflow.experiment_name)
         by_experiment.setdefault(where, []).append(Multirun(command, configs))
-    sweeps, jobs, stamp = [], [], sweep.folder_stamp()
+    sweeps, jobs, stamp, opened = [], [], sweep.folder_stamp(), []
     try:
         for (uri, experiment), multiruns in by_experiment.items():
             experiment_id = use_store(uri, experiment)
+            opened.append(experiment_id)
             if closed := close_stale_runs(experiment_id):
                 print(f"{closed} run(s) of {experiment} whose process is gone (killed) closed "
                       "KILLED", file=sys.stderr)
@@ -324,7 +325,12 @@ def _train_multiruns(arguments: list[list[str]], label: str) -> int:
     except KeyboardInterrupt:
         _close(sweeps, interrupted=True)
         with contextlib.suppress(Exception):
-            executor().shutdown(wait=False, kill_workers=True)
+            executor().shutdown(wait=True, kill_workers=True)
+        # a job that opened its run after its parent closed (a worker just handed it) and was
+        # killed with its worker: its process is gone now, so its run ends KILLED too
+        with processes.signals_held():
+            for experiment_id in opened:
+                close_stale_runs(experiment_id)
         return processes.EXIT_INTERRUPTED
     failed = any(o.status not in DONE for o in outcomes) or any(
         status != record.FINISHED for status in statuses)
