@@ -1,15 +1,17 @@
 """A regularizer's strength grid calibrated on a preset's model and data, not guessed.
 
-The probe (``probe``): the preset's model is trained ``PROBE_STEPS`` steps without a penalty
-(seed 0, the preset's optimizer, data and split); at those weights the option's penalty is
-attached at two strengths, w1 (its default) and w2 = 10 w1, and its gradient share is measured
-as every run logs it (``models.penalty_shares``: ||d penalty / dW|| / ||d data loss / dW|| over
-the regularized kernels, on ``training.SHARE_EXAMPLES`` training examples). A penalty linear in
-its strength (weight * f(W)) has a share exactly proportional to it, so the two shares give the
-exponent b of share = s1 (w / w1)^b; the probe says when b is not 1 (within ``LINEAR``) and
-interpolates in log-log either way. The grid is ``GRID_POINTS`` log-spaced strengths from a
-gradient share of ``SHARE_RANGE[0]`` (the penalty barely pulls) to ``SHARE_RANGE[1]`` (it
-dominates the data's gradient), each rounded to two significant digits:
+The probe (``probe``): the preset's model is trained ``PROBE_STEPS`` steps without a penalty,
+or the trainer's epochs if they are fewer (``probe_epochs``: a probe trained longer than the
+runs measures weights they never reach; seed 0, the preset's optimizer, data and split); at
+those weights the option's penalty is attached at two strengths, w1 (its default) and w2 = 10
+w1, and its gradient share is measured as every run logs it (``models.penalty_shares``: ||d
+penalty / dW|| / ||d data loss / dW|| over the regularized kernels, on
+``training.SHARE_EXAMPLES`` training examples). A penalty linear in its strength (weight *
+f(W)) has a share exactly proportional to it, so the two shares give the exponent b of share =
+s1 (w / w1)^b; the probe says when b is not 1 (within ``LINEAR``) and interpolates in log-log
+either way. The grid is ``GRID_POINTS`` log-spaced strengths from a gradient share of
+``SHARE_RANGE[0]`` (the penalty barely pulls) to ``SHARE_RANGE[1]`` (it dominates the data's
+gradient), each rounded to two significant digits:
 
     w(t) = w1 (t / s1)^(1 / b),  t = 10^linspace(log10 1e-3, log10 10, 6)
 
@@ -106,8 +108,9 @@ def probe(cfg, preset: str, extra_weights: tuple[float, ...] = ()
     configure_tensorflow(cfg.seed, cfg.trainer.deterministic, cfg.trainer.threads)
     plain = compile_classifier(build_mlp(cfg.model, lambda: None), cfg.trainer)
     batches = math.ceil(len(splits.x_train) / cfg.trainer.batch_size)
+    epochs = probe_epochs(cfg.trainer.epochs, batches)
     plain.fit(splits.x_train, splits.y_train, batch_size=cfg.trainer.batch_size,
-              epochs=max(1, round(PROBE_STEPS / batches)), verbose=0)
+              epochs=epochs, verbose=0)
     x, y = splits.x_train[:SHARE_EXAMPLES], splits.y_train[:SHARE_EXAMPLES]
 
     def share(weight: float) -> float:
@@ -121,9 +124,14 @@ def probe(cfg, preset: str, extra_weights: tuple[float, ...] = ()
     shares = (share(weights[0]), share(weights[1]))
     grid = grid_from(option.name, weights, shares)
     extra = {weight: share(weight) for weight in extra_weights}
-    steps = max(1, round(PROBE_STEPS / batches)) * batches
-    return Calibration(option.name, preset, weights, shares, steps,
+    return Calibration(option.name, preset, weights, shares, epochs * batches,
                        time.perf_counter() - started, grid), extra
+
+
+def probe_epochs(trainer_epochs: int, batches: int) -> int:
+    """The probe's epochs: about PROBE_STEPS steps of ``batches`` per epoch, at least one, and
+    never more than the trainer's ``trainer_epochs``."""
+    return min(trainer_epochs, max(1, round(PROBE_STEPS / batches)))
 
 
 def log(calibration: Calibration, experiment_id: str, config_hash: str,
@@ -210,6 +218,7 @@ def recorded(cfg, preset: str, experiment_id: str) -> Calibration:
 def markdown(calibrations: list[Calibration]) -> str:
     """The calibration table of a report: per option its probe and its grid."""
     lines = [f"Strength grids calibrated by a probe ({PROBE_STEPS} steps without the penalty, "
+             "or the trainer's epochs if fewer, "
              "then the gradient share at two strengths; grid from a share of "
              f"{SHARE_RANGE[0]:g} to {SHARE_RANGE[1]:g}, regbench.design.calibrate):", "",
              "| regularizer | probe strengths | gradient shares | share ~ strength^b | "
