@@ -131,6 +131,18 @@ REFUSED = {  # what the file adds to GOOD_CLASS, the overrides, the start of the
     "not finite": ("Mine.__call__ = lambda self, w: ops.sum(w) / 0.0\n"
                    "regularizer('mine')(Mine)", ["regularizer=mine"],
                    "regularizer=mine: Mine fails the check 'finite'"),
+    "an activity penalty taken for a kernel one": (
+        "Mine.__call__ = lambda self, w: -ops.sum(ops.log(ops.mean(w, axis=0)))\n"
+        "regularizer('mine')(Mine)", ["regularizer=mine"],
+        "regularizer=mine: Mine fails the check 'finite': it returned nan for a kernel of shape "
+        "(16, 8); on activations it passes them all: it looks like an activity regularizer "
+        "(register it with acts_on='activity')"),
+    "a kernel penalty taken for an activity one": (
+        "Mine.__call__ = lambda self, w: ops.log(-ops.min(w))\n"
+        "regularizer('mine', acts_on='activity')(Mine)", ["regularizer=mine"],
+        "regularizer=mine: Mine fails the check 'finite': it returned nan for activations of "
+        "shape (16, 8); on a kernel it passes them all: it looks like a kernel regularizer "
+        "(register it with acts_on='kernel')"),
     "config lost": ("Mine.get_config = lambda self: {}\nregularizer('mine')(Mine)",
                     ["regularizer=mine"], "regularizer=mine: Mine fails the check 'config round "
                     "trip': get_config() has no weight"),

@@ -415,45 +415,75 @@ def strengths(option_name: str, built: Any) -> list[float]:
     return [float(config[key]) for key in get(option_name).label_keys()]
 
 
+def _inputs(acts_on: str, shape: tuple[int, int]):
+    """A random float32 variable of ``shape``: a kernel, or non-negative activations (as after
+    a ReLU); the same draw for the same shape."""
+    import numpy as np
+    import tensorflow as tf
+
+    drawn = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    return tf.Variable(np.abs(drawn) if acts_on == ACTIVITY else drawn)
+
+
+def _call_failure(built: Any, acts_on: str) -> tuple[str, str] | None:
+    """The first of CHECKS' call checks (scalar, dtype, finite, gradient) that ``built`` fails
+    on the inputs ``acts_on`` names, over CHECK_SHAPES, as (check, detail); None if it passes."""
+    import numpy as np
+    import tensorflow as tf
+
+    what = "a kernel" if acts_on == KERNEL else "activations"
+    for shape in CHECK_SHAPES:
+        inputs = _inputs(acts_on, shape)
+        with tf.GradientTape() as tape:
+            try:
+                value = tf.convert_to_tensor(built(inputs))
+            except Exception as error:
+                return "scalar", (f"calling it on {what} of shape {shape} raised "
+                                  f"{type(error).__name__}: {error}")
+        if value.shape.rank != 0:
+            return "scalar", (f"it returned shape {tuple(value.shape)} for {what} of shape "
+                              f"{shape}, not a scalar")
+        if value.dtype != inputs.dtype:
+            return "dtype", f"it returned {value.dtype.name} for float32 {what}"
+        if not np.isfinite(value.numpy()):
+            return "finite", f"it returned {value.numpy()} for {what} of shape {shape}"
+        gradient = tape.gradient(value, inputs)
+        if gradient is None or not np.all(np.isfinite(gradient.numpy())):
+            return "gradient", (f"its gradient for {what} of shape {shape} is "
+                                f"{'missing' if gradient is None else 'not finite'}")
+    return None
+
+
 def check(option_name: str, built: Any) -> None:
     """Run ``built`` through CHECKS on random float32 inputs of CHECK_SHAPES (kernels
     (inputs, units), or for an activity option activations (batch, units), non-negative as
-    after a ReLU); ConfigError naming the option and the failed check. For an activity option,
+    after a ReLU); ConfigError naming the option and the failed check. A class that fails a
+    call check on its own kind of input and passes them all on the other kind is said to look
+    like the other kind (a kernel penalty taken for an activity one, or the reverse: a log of
+    a mean activation is not finite on a kernel's negative weights). For an activity option,
     ``batch_ratio`` is measured and a penalty whose ratio is not PER_EXAMPLE_RATIO is warned
     about (``warnings``), once per option. Nothing to check for no penalty."""
     if built is None:
         return
     import numpy as np
-    import tensorflow as tf
 
     acts_on = get(option_name).acts_on
-    what = "a kernel" if acts_on == KERNEL else "activations"
 
     def fail(check_name: str, detail: str) -> None:
         raise ConfigError(f"regularizer={option_name}: {type(built).__name__} fails the check "
                           f"'{check_name}': {detail}")
 
-    rng = np.random.default_rng(0)
-    for shape in CHECK_SHAPES:
-        drawn = rng.normal(size=shape).astype(np.float32)
-        inputs = tf.Variable(np.abs(drawn) if acts_on == ACTIVITY else drawn)
-        with tf.GradientTape() as tape:
-            try:
-                value = tf.convert_to_tensor(built(inputs))
-            except Exception as error:
-                fail("scalar", f"calling it on {what} of shape {shape} raised "
-                               f"{type(error).__name__}: {error}")
-        if value.shape.rank != 0:
-            fail("scalar", f"it returned shape {tuple(value.shape)} for {what} of shape "
-                           f"{shape}, not a scalar")
-        if value.dtype != inputs.dtype:
-            fail("dtype", f"it returned {value.dtype.name} for float32 {what}")
-        if not np.isfinite(value.numpy()):
-            fail("finite", f"it returned {value.numpy()} for {what} of shape {shape}")
-        gradient = tape.gradient(value, inputs)
-        if gradient is None or not np.all(np.isfinite(gradient.numpy())):
-            fail("gradient", f"its gradient for {what} of shape {shape} is "
-                             f"{'missing' if gradient is None else 'not finite'}")
+    failure = _call_failure(built, acts_on)
+    if failure:
+        other = ACTIVITY if acts_on == KERNEL else KERNEL
+        if _call_failure(built, other) is None:
+            kind = "a kernel" if other == KERNEL else "an activity"
+            fail(failure[0], f"{failure[1]}; on {'a kernel' if other == KERNEL else 'activations'}"
+                             f" it passes them all: it looks like {kind} regularizer "
+                             f"(register it with acts_on={other!r})")
+        fail(*failure)
+    inputs = _inputs(acts_on, CHECK_SHAPES[-1])
+    value = built(inputs)
     missing = [key for key in get(option_name).label_keys() if key not in built.get_config()]
     if missing:
         fail("config round trip", f"get_config() has no {', '.join(missing)} (the arm label "
