@@ -179,6 +179,16 @@ def store_figures(quick: bool, scratch: Path, epochs: Epochs) -> list[Figure]:
                 f"median s: {statistics.median(seconds):.2f} against "
                 f"{statistics.median(plain):.2f} (common.collector_paused, "
                 "common.exit_skipping_final_collection)."))
+        if runs == 1000 or quick:
+            plain_uri = fill_store(scratch / f"plain-{runs}", runs, 20, plain_paths=True)
+            seconds, peak = commands_seconds({"compare": [
+                PYTHON, "-m", "regbench", "compare", "--tracking-uri", plain_uri, "--no-log",
+                "--out", str(scratch / "report")]}, 1 if quick else 3)["compare"]
+            figures.append(Figure(
+                4, f"make compare on a store of {runs} runs whose artifact URIs are plain paths",
+                statistics.median(seconds), goal, "s", seconds, "as the figure above, on a "
+                "store whose experiment has a plain path for its artifact root (runs logged "
+                f"by MLflow's client in a store made elsewhere); peak memory {peak:.0f} MiB."))
         seconds, peak = commands_seconds({"path": [
             PYTHON, "-m", "regbench", "path", "report", "regbench", "--tracking-uri", uri,
             "--out", str(scratch / "path")]}, 1 if quick else 3)["path"]

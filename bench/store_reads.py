@@ -4,6 +4,7 @@ run)."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -34,9 +35,11 @@ def tracking_seconds_per_epoch(store: Path, epochs: int) -> list[float]:
     return [s + flush / epochs for s in seconds]
 
 
-def fill_store(store: Path, runs: int, epochs: int) -> str:
+def fill_store(store: Path, runs: int, epochs: int, plain_paths: bool = False) -> str:
     """A store with ``runs`` FINISHED runs in three arms, each with per-epoch curves, params,
-    tags and final metrics as regbench train records them.
+    tags, final metrics and the reliability artifact as regbench train records them; the runs'
+    artifact URIs are ``file://`` URIs, or with ``plain_paths`` plain paths (as MLflow's client
+    records them in a store made with a path for its artifact root).
 
     The experiment is created through MLflow; the rows are inserted into the SQL store's run,
     param, tag, metric and latest-metric tables in one transaction, because logging through the
@@ -57,12 +60,13 @@ def fill_store(store: Path, runs: int, epochs: int) -> str:
 
     from regbench import record
     from regbench.run import identity
+    from regbench.run.metrics import reliability_bins
 
     uri = f"sqlite:///{store / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     client = MlflowClient()
-    experiment_id = client.create_experiment("regbench",
-                                             artifact_location=(store / "art").as_uri())
+    root = str(store / "art") if plain_paths else (store / "art").as_uri()
+    experiment_id = client.create_experiment("regbench", artifact_location=root)
     rng = np.random.default_rng(0)
     arms = [("l2", [1e-4]), ("custom", [1e-4]), ("none", [])]
     codes = {name: identity.of_option(name).tags() for name, _ in arms}  # as training records
@@ -74,8 +78,12 @@ def fill_store(store: Path, runs: int, epochs: int) -> str:
         rows[SqlRun].append(dict(
             run_uuid=run_id, name=f"{name}-{index}", source_type="LOCAL", status="FINISHED",
             start_time=now + index, end_time=now + index + 1, lifecycle_stage="active",
-            artifact_uri=f"{(store / 'art').as_uri()}/{run_id}/artifacts",
+            artifact_uri=f"{root}/{run_id}/artifacts",
             experiment_id=int(experiment_id)))
+        artifacts = store / "art" / run_id / "artifacts"
+        artifacts.mkdir(parents=True)
+        bins = reliability_bins(rng.dirichlet(np.ones(10), size=100), rng.integers(0, 10, 100))
+        (artifacts / record.RELIABILITY_ARTIFACT).write_text(json.dumps(bins.to_dict()))
         params = {record.PARAM_REGULARIZER: name, record.PARAM_SEED: str(index // 3)}
         if strengths:
             params["regularizer.weight"] = str(strengths[0])

@@ -207,3 +207,70 @@ def test_the_seeds_a_comparison_needs_are_estimated_from_the_selection_seeds():
     assert "likely undecided within the budget of 20" in loss["- l2 at 0.0001"]
     assert "likely undecided" not in loss["- l1 at 1e-05"]
     assert lines[0].startswith("Seeds the comparisons are likely to need")
+
+
+def shares_path(grid, share_per_strength=1000.0, accuracy=lambda w: 0.9):
+    """A path whose points have gradient share ``share_per_strength`` x strength."""
+    return {"l2": [path.PathPoint(w, (0, 1, 2), np.full(3, accuracy(w)), np.full(3, 0.1), 0.5,
+                                  share_per_strength * w) for w in sorted(grid)]}
+
+
+@pytest.fixture
+def no_identical_runs(monkeypatch):
+    monkeypatch.setattr(path, "identical_to_control", lambda study: {})
+
+
+def test_a_path_is_extended_where_it_does_not_bracket_its_answer(no_identical_runs):
+    """Below a weakest point that is not a no-op (share >= NO_OP_SHARE), above a best
+    strongest point, one grid step a side a round, at most EXTENSION_POINTS a side."""
+    planned = {"l2": (1e-5, 1e-4, 1e-3)}
+
+    def extensions(trained, accuracy):
+        study = path.PathStudy(None, shares_path(trained["l2"], accuracy=accuracy), [], [], [])
+        return path.extensions(study, planned, trained)
+
+    rising = np.log10  # the strongest is best
+    assert extensions(planned, rising) == {"l2": [
+        (1e-6, "its weakest point 1e-05 pulls with 0.01 of the data's gradient, not a no-op"),
+        (1e-2, "its best strength is its strongest, 0.001")]}
+    assert extensions({"l2": (1e-6, *planned["l2"], 1e-2, 1e-1)}, rising) == {}  # 2 above
+    assert extensions({"l2": (1e-6, *planned["l2"])}, lambda w: -(np.log10(w) + 4) ** 2) == {}
+    assert extensions({"l2": (1e-7, 1e-6, *planned["l2"])}, lambda w: 0.9) == {}  # 2 below
+    one_point = {"l2": (1e-3,)}
+    assert path.extensions(path.PathStudy(None, shares_path((1e-3,)), [], [], []), one_point,
+                           one_point) == {}
+
+
+def test_a_bracketed_path_trains_each_round_of_added_points(no_identical_runs, monkeypatch,
+                                                            capsys):
+    planned = {"l2": (1e-5, 1e-4, 1e-3)}
+    trained = []
+    monkeypatch.setattr(path, "train_path", lambda preset, grids, extra, experiment: (
+        trained.append(dict(grids)), 0)[1])
+    monkeypatch.setattr(path.store, "connect", lambda uri, create: None)
+    monkeypatch.setattr(path, "read_path", lambda experiment, reuse_stale: path.PathStudy(
+        None, shares_path(trained[-1]["l2"], accuracy=np.log10), [], [], []))
+    code, grids = path.train_bracketed("path_mnist_small", planned, (), "p")
+    assert code == 0 and [g["l2"] for g in trained] == [
+        planned["l2"], (1e-6, 1e-5, 1e-4, 1e-3, 1e-2), (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)]
+    assert grids == trained[-1]
+    assert capsys.readouterr().err.splitlines() == [
+        "path of p: l2 extended to 1e-06: its weakest point 1e-05 pulls with 0.01 of the "
+        "data's gradient, not a no-op",
+        "path of p: l2 extended to 0.01: its best strength is its strongest, 0.001",
+        "path of p: l2 extended to 0.1: its best strength is its strongest, 0.01"]
+
+
+def test_the_path_report_marks_added_points_and_shows_target_and_realised_shares():
+    from regbench.design import calibrate
+
+    points = shares_path((1e-6, 1e-5, 1e-4, 1e-3))
+    probe = calibrate.Calibration("l2", "p", (1e-4, 1e-3), (0.05, 0.5), 300, 1.0,
+                                  (1e-5, 1e-4, 1e-3))
+    text = path.markdown(points, [path.select("l2", points["l2"])], {"l2": probe.grid}, [probe])
+    assert "| l2 | 1e-06 (added) | 3 | 0.9000 [0.9000, 0.9000] | 0.1000 | 0.5 | 0.001 | " \
+           "0.0005 |" in text
+    assert "| l2 | 1e-05 | 3 |" in text
+    assert ("- l2: gradient shares at the end of training 0.001 to 1, where the calibrated grid "
+            "aimed at 0.001 to 10") in text
+    assert "(added): beyond the planned grid" in text

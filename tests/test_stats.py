@@ -223,3 +223,14 @@ def test_the_permutation_p_says_when_it_is_a_monte_carlo_estimate():
     large = stats.compare("m", by_seed(rng.normal(size=17)), by_seed(rng.normal(size=17)),
                           True, 1)
     assert small.permutation_exact and not large.permutation_exact
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_the_batched_permutation_test_gives_the_p_of_one_batch(paired, monkeypatch):
+    """PERMUTATION_BATCH only bounds memory: the p-value is that of all resamples at once."""
+    rng = np.random.default_rng(6)
+    a, r = rng.normal(0.2, 1, size=30), rng.normal(size=30)
+    batched = stats.permutation_p(a, r, paired)
+    monkeypatch.setattr(stats, "PERMUTATION_BATCH", None)
+    assert batched == stats.permutation_p(a, r, paired)
+    assert not batched[1]

@@ -76,6 +76,9 @@ CONFIDENCE = 0.95
 POWER = 0.80
 EXACT_SIGN_FLIPS_UP_TO = 16
 MONTE_CARLO_SIGN_FLIPS = 100_000
+# resamples scipy's permutation_test evaluates at once: the same p-values as all at once (the
+# same draws, in order), without an array of 100,000 x n (3.6 s for n = 334 here, 1.0 s batched)
+PERMUTATION_BATCH = 4_000
 BOOTSTRAP_MIN_N = 10
 BOOTSTRAP_RESAMPLES = 9_999
 IMPROVEMENT_RESAMPLES = 2_000  # Monte Carlo sd of its ends < 0.01 (5 seeds per arm)
@@ -177,7 +180,8 @@ def permutation_p(a: np.ndarray, r: np.ndarray, paired: bool, shift: float = 0.0
     if paired:
         patterns = 2 ** len(a)
         result = stats.permutation_test((a - r,), np.mean, permutation_type="samples",
-                                        n_resamples=resamples, alternative=alternative, rng=rng)
+                                        n_resamples=resamples, alternative=alternative, rng=rng,
+                                        batch=PERMUTATION_BATCH)
     else:
         patterns = math.comb(len(a) + len(r), len(a))
 
@@ -186,7 +190,8 @@ def permutation_p(a: np.ndarray, r: np.ndarray, paired: bool, shift: float = 0.0
 
         result = stats.permutation_test((a, r), mean_difference, vectorized=True,
                                         permutation_type="independent", n_resamples=resamples,
-                                        alternative=alternative, rng=rng)
+                                        alternative=alternative, rng=rng,
+                                        batch=PERMUTATION_BATCH)
     return float(result.pvalue), patterns <= resamples
 
 

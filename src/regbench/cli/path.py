@@ -57,7 +57,11 @@ def run_step(args: argparse.Namespace, extra: tuple[str, ...]) -> int:
         common.fail(str(error))
     if calibrations:
         print(calibrate.markdown(calibrations), file=sys.stderr)
-    return path.train_path(args.preset, found, extra, args.experiment)
+    try:
+        return path.train_bracketed(args.preset, found, extra, args.experiment,
+                                    args.tracking_uri, args.reuse_stale)[0]
+    except (StoreError, CompareError) as error:
+        common.fail(str(error))
 
 
 def report_step(args: argparse.Namespace, recorded: path.PathStudy, header: str) -> int:

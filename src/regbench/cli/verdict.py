@@ -23,7 +23,6 @@ with common.collector_paused():
     from regbench.design import path, presets, verdict
     from regbench.design import study as rounds
     from regbench.errors import CompareError, ConfigError, StoreError
-    from regbench.run import store
     from regbench.run.tracking import git_commit
 
 
@@ -76,11 +75,11 @@ def main(argv: list[str]) -> int:
         grids, _ = path.grids(args.preset, list(shown), extra, args.tracking_uri, experiment)
     except (ConfigError, StoreError) as error:
         common.fail(str(error))
-    code = path.train_path(args.preset, grids, extra, experiment)
-    if code == processes.EXIT_INTERRUPTED:
-        return code
     try:
-        store.connect(args.tracking_uri, create=False)
+        code, _ = path.train_bracketed(args.preset, grids, extra, experiment, args.tracking_uri,
+                                       args.reuse_stale)
+        if code == processes.EXIT_INTERRUPTED:
+            return code
         recorded = path.read_path(experiment, args.reuse_stale)
         chosen = path.chosen_strengths(recorded, list(shown), args.rule, experiment)
     except (StoreError, CompareError) as error:

@@ -4,7 +4,8 @@
 every built-in with a penalty), one multirun of its grid x the selection seeds (plus the
 ``none`` arm) into the experiment named PRESET; finished jobs are skipped, so an interrupted path
 resumes. Its grid is calibrated on the preset (``calibrate``, the probe logged in the
-experiment), unless the preset pins one (``PINNED_GRIDS``). ``report`` reads the experiment
+experiment), unless the preset pins one (``PINNED_GRIDS``); a grid that does not bracket its
+answer is then extended (``extensions``, ``train_bracketed``). ``report`` reads the experiment
 and, per regularizer, selects a strength on the validation metrics of the selection seeds only:
 
 * best:   the strength with the highest mean (over seeds) validation accuracy of the weights
@@ -18,7 +19,7 @@ no part in the selection, into ``PRESET-tuned``, and compares them with ``none``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,70 @@ def train_path(preset: str, grids: dict[str, tuple[float, ...]], extra: tuple[st
     exit code."""
     return pool.run_commands(train_commands(preset, grids, SELECTION_SEEDS, experiment, extra),
                              f"path of {experiment}")
+
+
+def train_bracketed(preset: str, grids: dict[str, tuple[float, ...]], extra: tuple[str, ...],
+                    experiment: str, tracking_uri: str | None = None, reuse_stale: bool = False
+                    ) -> tuple[int, dict[str, tuple[float, ...]]]:
+    """Train the path (``train_path``), then, while ``extensions`` of the grids as planned
+    asks for strengths beyond an edge, train those too (a round of added points at a time,
+    each announced on stderr): (the largest exit code, the grids as trained). Stops at an
+    interrupt."""
+    import sys
+
+    from regbench import processes
+
+    trained, code = dict(grids), 0
+    while True:
+        code = max(code, train_path(preset, trained, extra, experiment))
+        if code == processes.EXIT_INTERRUPTED:
+            return code, trained
+        store.connect(tracking_uri, create=False)
+        added = extensions(read_path(experiment, reuse_stale), grids, trained)
+        if not added:
+            return code, trained
+        for name, points in added.items():
+            for strength, why in points:
+                print(f"path of {experiment}: {name} extended to {strength:g}: {why}",
+                      file=sys.stderr)
+            trained[name] = tuple(sorted({*trained[name], *(w for w, _ in points)}))
+
+
+EXTENSION_POINTS = 2  # strengths a path may add beyond each edge of its planned grid
+
+
+def extensions(study: PathStudy, planned: dict[str, tuple[float, ...]],
+               trained: dict[str, tuple[float, ...]]) -> dict[str, list[tuple[float, str]]]:
+    """Per regularizer whose path does not bracket its answer, the strengths to add and why
+    (chosen on the selection seeds' validation runs only; at most one per edge a round): one
+    grid step (the ratio of the two outermost points) below the weakest point when that point
+    is not a no-op (``no_op``: a weaker strength may be better), and above the strongest when
+    the best is there; at most EXTENSION_POINTS beyond each edge of ``planned``, none for a
+    one-point grid or a grid with a point that has no finished runs."""
+    added: dict[str, list[tuple[float, str]]] = {}
+    for name, grid in trained.items():
+        grid = tuple(sorted(grid))
+        points = {p.strength: p for p in study.points.get(name, [])}
+        if len(grid) < 2 or not all(w in points for w in grid):
+            continue
+        low, high = min(planned[name]), max(planned[name])
+        best = max((points[w] for w in grid), key=lambda p: p.mean)
+        if sum(w < low for w in grid) < EXTENSION_POINTS and not no_op(study, name,
+                                                                       points[grid[0]]):
+            added.setdefault(name, []).append((
+                _rounded(grid[0] ** 2 / grid[1]),
+                f"its weakest point {grid[0]:g} pulls with "
+                f"{points[grid[0]].gradient_share:.2g} of the data's gradient, not a no-op"))
+        if best.strength == grid[-1] and sum(w > high for w in grid) < EXTENSION_POINTS:
+            added.setdefault(name, []).append((
+                _rounded(grid[-1] ** 2 / grid[-2]),
+                f"its best strength is its strongest, {grid[-1]:g}"))
+    return added
+
+
+def _rounded(strength: float) -> float:
+    """Two significant digits, as calibrated grids are."""
+    return float(f"{strength:.2g}")
 
 
 DIVERGED = 2.0  # a seed below twice chance accuracy on validation has failed to train
@@ -168,7 +233,15 @@ def path_points(runs: pd.DataFrame, best_val: dict[str, float]) -> dict[str, lis
     return {name: sorted(p, key=lambda p: p.strength) for name, p in points.items()}
 
 
-def markdown(points: dict[str, list[PathPoint]], selections: list[Selection]) -> str:
+def markdown(points: dict[str, list[PathPoint]], selections: list[Selection],
+             planned: dict[str, tuple[float, ...]] | None = None,
+             calibrations: list | None = None) -> str:
+    """The selections, then every point: its validation accuracy, test data loss and realised
+    shares of the penalty; with ``calibrations``, the share the probe predicted (the grid's
+    target) beside the realised one, and the realised span against the target span; a point
+    not in ``planned`` (a regularizer's grid as pinned or calibrated) is marked as added by
+    ``extensions``."""
+    planned, probes = planned or {}, {c.option: c for c in calibrations or []}
     lines = ["Selected strengths (on the selection seeds' validation accuracy only, at the "
              "weights each run was judged on):",
              "", "| regularizer | best | val accuracy | 1-SE rule | val accuracy | seeds |",
@@ -182,19 +255,34 @@ def markdown(points: dict[str, list[PathPoint]], selections: list[Selection]) ->
         if s.best.strength in (min(strengths), max(strengths)):
             lines.append(f"- warning: {s.regularizer}'s best strength {s.best.strength:g} is at "
                          "the edge of its grid: the best may lie beyond it")
+    for name in probes:
+        shares = [p.gradient_share for p in points.get(name, [])]
+        if shares:
+            lines.append(f"- {name}: gradient shares at the end of training {min(shares):.2g} "
+                         f"to {max(shares):.2g}, where the calibrated grid aimed at "
+                         f"{calibrate.SHARE_RANGE[0]:g} to {calibrate.SHARE_RANGE[1]:g}")
     lines += ["", "| regularizer | strength | seeds | val accuracy [95% CI] | test data loss | "
-              "penalty share of loss | of gradient |", "|---|---|---|---|---|---|---|"]
+              "penalty share of loss | of gradient | of gradient, probe (target) |",
+              "|---|---|---|---|---|---|---|---|"]
     failed = []
     for name, path in points.items():
         for p in path:
             low, high = np.clip(mean_interval(p.val_accuracy), 0.0, 1.0)  # an accuracy's range
             interval = "" if np.isnan(low) else f" [{low:.4f}, {high:.4f}]"
-            lines.append(f"| {name} | {p.strength:g} | {len(p.seeds)} | {p.mean:.4f}{interval} | "
+            added = name in planned and p.strength not in planned[name]
+            target = f"{probes[name].share_at(p.strength):.3g}" if name in probes else "–"
+            lines.append(f"| {name} | {p.strength:g}{' (added)' if added else ''} | "
+                         f"{len(p.seeds)} | {p.mean:.4f}{interval} | "
                          f"{np.mean(p.test_data_loss):.4f} | {p.loss_share:.3g} | "
-                         f"{p.gradient_share:.3g} |")
+                         f"{p.gradient_share:.3g} | {target} |")
             if p.diverged:
                 failed.append(f"{name} at {p.strength:g}: seed{'s' * (len(p.diverged) > 1)} "
                               f"{', '.join(map(str, p.diverged))}")
+    if any(name in planned and p.strength not in planned[name]
+           for name, path in points.items() for p in path):
+        lines += ["", f"(added): beyond the planned grid, where the path did not bracket its "
+                  f"answer (a weakest point that is not a no-op, or the best at the strongest; "
+                  f"at most {EXTENSION_POINTS} a side, regbench.design.path.extensions)."]
     if failed:
         lines += ["", f"Failed to train (validation accuracy below {DIVERGED:g}x chance; "
                   "their point's mean and interval include them): " + "; ".join(failed) + "."]
@@ -234,6 +322,7 @@ class PathStudy:
     selections: list[Selection]
     calibrations: list  # calibrate.Calibration of each option whose grid was calibrated
     code_notes: list[str]  # query.keep_todays_code's notes on its runs
+    planned: dict[str, tuple[float, ...]] = field(default_factory=dict)  # pinned or calibrated
 
 
 def chosen_strengths(study: PathStudy, names: list[str], rule: str, experiment: str,
@@ -285,11 +374,10 @@ def planned_seeds(study: PathStudy, chosen: dict[str, tuple[float, ...]],
 NO_OP_SHARE = 0.01  # a gradient share below this (the penalty's pull under 1% of the data's)
 
 
-def no_op_reason(study: PathStudy, name: str, rule: str) -> str | None:
-    """Why ``name``'s strength chosen by ``rule`` is in effect no regularizer, or None: its
-    runs agree with ``none``'s to round-off (``identical_to_control``), or its mean gradient
-    share on the selection seeds is below NO_OP_SHARE."""
-    point = next(s.chosen(rule) for s in study.selections if s.regularizer == name)
+def no_op(study: PathStudy, name: str, point: PathPoint) -> str | None:
+    """Why ``name`` at ``point`` is in effect no regularizer, or None: its runs agree with
+    ``none``'s to round-off (``identical_to_control``), or its mean gradient share on the
+    selection seeds is below NO_OP_SHARE."""
     if point.strength in identical_to_control(study).get(name, set()):
         return f"{name} at {point.strength:g} trains the same runs as {CONTROL}"
     if point.gradient_share < NO_OP_SHARE:
@@ -297,6 +385,12 @@ def no_op_reason(study: PathStudy, name: str, rule: str) -> str | None:
                 f"of the data's gradient on the selection seeds (below {NO_OP_SHARE:g}): in "
                 f"effect {CONTROL}")
     return None
+
+
+def no_op_reason(study: PathStudy, name: str, rule: str) -> str | None:
+    """``no_op`` of ``name``'s strength chosen by ``rule``."""
+    return no_op(study, name, next(s.chosen(rule) for s in study.selections
+                                   if s.regularizer == name))
 
 
 RESTORES_PARAM = "params.trainer.restore_best_weights"
@@ -320,10 +414,12 @@ def read_path(experiment: str, reuse_stale: bool = False) -> PathStudy:
     recorded, code_notes = query.keep_todays_code(query.fetch_runs(experiment, None).runs,
                                                   reuse_stale)
     points = path_points(recorded, judged_values(recorded))
+    pinned = PINNED_GRIDS.get(experiment, {})
+    calibrations = [c for c in calibrate.in_experiment(experiment) if c.option not in pinned]
     return PathStudy(recorded, points,
                      [select(name, path) for name, path in points.items() if name != CONTROL],
-                     [c for c in calibrate.in_experiment(experiment)
-                      if c.option not in PINNED_GRIDS.get(experiment, {})], code_notes)
+                     calibrations, code_notes,
+                     {**{c.option: c.grid for c in calibrations}, **pinned})
 
 
 def identical_to_control(study: PathStudy) -> dict[str, set[float]]:
@@ -342,6 +438,7 @@ def write_report(study: PathStudy, out: Path, header: str = "") -> list[Path]:
     probes = calibrate.markdown(study.calibrations) + "\n" if study.calibrations else ""
     with ReportFiles(out, PATH_REPORT_FILES) as stage:
         text, figure = PATH_REPORT_FILES
-        stage(text).write_text(header + probes + markdown(study.points, study.selections))
+        stage(text).write_text(header + probes + markdown(study.points, study.selections,
+                                                          study.planned, study.calibrations))
         plot(study.points, study.selections, stage(figure))
     return stage.written

@@ -102,7 +102,7 @@ def markdown(option: str, experiment: str, header: str, sentence: str, study: pa
         *([f"Pinned by the preset {experiment} (not calibrated): {', '.join(pinned)}.", ""]
           if pinned else []),
         "## Path (selection seeds, chosen on validation)", "",
-        path.markdown(points, selections),
+        path.markdown(points, selections, study.planned, calibrations),
         "## Fresh seeds: the sequential comparison", "",
         sequential_table,
         "comparison.md beside this file is the fixed-sample analysis of the same runs.", ""])
