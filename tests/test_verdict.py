@@ -138,10 +138,14 @@ def test_a_verdict_refuses_bad_input_in_one_line(arguments, message, capsys, tmp
 def test_a_report_written_again_keeps_what_its_first_run_cost():
     from regbench.design.verdict import cost_line
 
-    first = cost_line(79.7, 78, None)
+    first = cost_line(79.7, 78, None, 119.55, 2)
     assert first.startswith("Wall time here: 79.7 min for this command, 78 runs trained by it ")
-    again = cost_line(0.5, 0, f"text\n\n{first}\n")
+    assert first.endswith("; their training 119.5 min summed over runs, overhead ratio 1.33 "
+                          "(wall x 2 cores / training).")
+    again = cost_line(0.5, 0, f"text\n\n{first}\n", 0.0, 2)
     assert again.startswith("Wall time here: 79.7 min for this command, 78 runs trained by it, "
                             "when this report was first written; its latest run: 0.5 min, 0 "
                             "runs trained")
-    assert cost_line(0.4, 0, again).startswith(again.split(";")[0])  # and on every later run
+    assert again.endswith("their training 0.0 min summed over runs.")
+    # and on every later run
+    assert cost_line(0.4, 0, again, 0.0, 2).startswith(again.split(";")[0])

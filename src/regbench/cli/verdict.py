@@ -20,7 +20,7 @@ with common.collector_paused():
     from regbench.analysis.comparison import TESTED
     from regbench.analysis.publish import log_report
     from regbench.config import registry
-    from regbench.design import path, presets, verdict
+    from regbench.design import path, pool, presets, verdict
     from regbench.design import study as rounds
     from regbench.errors import CompareError, ConfigError, StoreError
     from regbench.run.tracking import git_commit
@@ -101,8 +101,8 @@ def main(argv: list[str]) -> int:
     def write(comparisons: list[rounds.Tracked], runs: pd.DataFrame,
               code_notes: list[str]) -> None:
         since = pd.Timestamp(started, unit="s", tz="UTC")
-        trained = int((runs["start_time"] >= since).sum()
-                      + (recorded.runs["start_time"] >= since).sum())
+        trained = pd.concat([frame[frame["start_time"] >= since]
+                             for frame in (runs, recorded.runs)])
         seeds = int(runs["seed"].nunique())
         sentence = verdict.answer(option.name, comparisons, seeds)
         header = report.provenance(command, git_commit(), runs,
@@ -111,8 +111,8 @@ def main(argv: list[str]) -> int:
         earlier = text.read_text() if text.exists() else None
         write_whole(text, verdict.markdown(option.name, experiment, header, sentence, recorded,
                                            shown, comparisons, schedule, margins,
-                                           (time.time() - started) / 60, trained, runs, earlier,
-                                           no_op))
+                                           (time.time() - started) / 60, trained,
+                                           pool.workers(), runs, earlier, no_op))
         log_report([text], args.tracking_uri, f"verdict-{option.name}-{experiment}",
                    {"compared_experiment": fresh, "report": "verdict"})
         print(sentence)

@@ -27,6 +27,7 @@ import re
 
 import pandas as pd
 
+from regbench import record
 from regbench.analysis import report, stats
 from regbench.analysis.comparison import DEFAULT_REFERENCE
 from regbench.design import calibrate, path
@@ -64,25 +65,32 @@ COST = re.compile(r"^Wall time here: ([\d.]+) min for this command, (\d+) runs t
 REUSED = "(finished runs found in the store are reused, not retrained)"
 
 
-def cost_line(minutes: float, trained: int, earlier: str | None) -> str:
-    """``Wall time here: M min for this command, N runs trained by it``; when ``earlier`` (the
-    report this one replaces) states a cost, that first cost is kept and this run's added."""
+def cost_line(minutes: float, trained: int, earlier: str | None, train_minutes: float,
+              cores: int) -> str:
+    """``Wall time here: M min for this command, N runs trained by it``, then their training
+    (model.fit, summed over the runs) and the overhead ratio, wall x ``cores`` / training
+    (1 when the cores did nothing but fit); when ``earlier`` (the report this one replaces)
+    states a cost, that first cost is kept and this run's added."""
+    training = (f"{REUSED}; their training {train_minutes:.1f} min summed over runs"
+                + (f", overhead ratio {minutes * cores / train_minutes:.2f} (wall x {cores} "
+                   "cores / training)" if train_minutes else ""))
     if found := COST.search(earlier or ""):
         return (f"Wall time here: {found[1]} min for this command, {found[2]} runs trained by "
                 f"it, when this report was first written; its latest run: {minutes:.1f} min, "
-                f"{trained} runs trained {REUSED}.")
+                f"{trained} runs trained {training}.")
     return (f"Wall time here: {minutes:.1f} min for this command, {trained} runs trained by it "
-            f"{REUSED}.")
+            f"{training}.")
 
 
 def markdown(option: str, experiment: str, header: str, sentence: str, study: path.PathStudy,
              shown: tuple[str, ...], comparisons: list[rounds.Tracked],
-             schedule, margins: dict[str, float], minutes: float, trained: int,
-             runs: pd.DataFrame, earlier: str | None = None, no_op: str | None = None) -> str:
+             schedule, margins: dict[str, float], minutes: float,
+             trained: pd.DataFrame, cores: int, runs: pd.DataFrame, earlier: str | None = None,
+             no_op: str | None = None) -> str:
     """verdict.md: the line saying how it was made, the answer, the margins, the configuration
-    the runs share, what it cost (``cost_line``, keeping ``earlier``'s, the report it
-    replaces), then calibration, path and comparison; ``no_op``: why the baseline was not
-    compared (``path.no_op_reason``)."""
+    the runs share, what it cost (``cost_line`` of the runs in ``trained``, on ``cores``;
+    keeping ``earlier``'s, the report it replaces), then calibration, path and comparison;
+    ``no_op``: why the baseline was not compared (``path.no_op_reason``)."""
     calibrations = [c for c in study.calibrations if c.option in shown]
     pinned = [name for name in shown if name in PINNED_GRIDS.get(experiment, {})]
     points = {name: study.points[name] for name in (*shown, CONTROL)
@@ -96,7 +104,8 @@ def markdown(option: str, experiment: str, header: str, sentence: str, study: pa
         *([f"Not compared with {BASELINE}: {no_op}, so its comparison would repeat the one "
            f"with {CONTROL}.", ""] if no_op else []),
         rounds.margins_line(margins), "", shared.rstrip("\n"), "",
-        cost_line(minutes, trained, earlier), "",
+        cost_line(minutes, len(trained), earlier,
+                  trained[f"metrics.{record.TRAIN_SECONDS}"].sum() / 60, cores), "",
         "## Calibration", "",
         calibrate.markdown(calibrations) if calibrations else "",
         *([f"Pinned by the preset {experiment} (not calibrated): {', '.join(pinned)}.", ""]
