@@ -97,7 +97,11 @@ def test_a_tiny_path_its_report_and_the_tuned_comparison(tmp_path, capsys, monke
     text = (tmp_path / "report" / "path.md").read_text()
     assert text.startswith(f"Written by `regbench path report {preset} --tracking-uri ")
     assert "| custom_columns | 100 | 2 |" in text and "| none | 0 | 2 |" in text
-    tuned = {s.regularizer: (s.chosen("1se").strength,) for s in selections}
+    tuned = {s.regularizer: (s.chosen("1se").strength,) for s in selections
+             if s.regularizer == "l2"}
+    # custom_columns' selection taken for a no-op: left out, with its reason, and l2 not
+    monkeypatch.setattr(path, "no_op_reason", lambda study, name, rule: (
+        "custom_columns at 1 does nothing" if name == "custom_columns" else None))
     capsys.readouterr()
     assert dispatch(["path", "tuned", preset, "--rule", "1se", "--first", "2", "--step", "1",
                       "--max-seeds", "2", "--any-budget", "--tracking-uri", uri, "--out",
@@ -109,8 +113,11 @@ def test_a_tiny_path_its_report_and_the_tuned_comparison(tmp_path, capsys, monke
     assert sorted(set(runs["seed"])) == [200, 201]
     sequential_report = (tmp_path / "tuned" / "sequential.md").read_text()
     assert sequential_report.count("| budget reached |") + sequential_report.count(
-        "| decided |") == 4
-    assert (tmp_path / "tuned" / "selection.md").exists()
+        "| decided |") == 2
+    assert "family of 2 comparisons" in sequential_report
+    assert ("Not compared (the strength chosen is in effect none, so its comparison would be "
+            "none against none): custom_columns at 1 does nothing.") in (
+        tmp_path / "tuned" / "selection.md").read_text()
     assert "| paired | 2/2 |" in capsys.readouterr().out
 
 

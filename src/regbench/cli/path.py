@@ -76,12 +76,22 @@ def report_step(args: argparse.Namespace, recorded: path.PathStudy, header: str)
 
 def tuned_step(args: argparse.Namespace, recorded: path.PathStudy, header: str,
                extra: tuple[str, ...], command: str) -> int:
-    """Each selection and ``none`` on fresh seeds, in rounds until decided."""
+    """Each selection and ``none`` on fresh seeds, in rounds until decided; a selection at a
+    no-op strength (``path.no_op_reason``) is left out of the comparisons and their family,
+    with its reason in selection.md."""
     tuned = f"{args.experiment}-tuned"
     # default: the options a path trains unless told, those this path has
     chosen_grids = path.chosen_strengths(
         recorded, args.regularizers or presets.default_options(args.experiment), args.rule,
         args.experiment, every=bool(args.regularizers))
+    # a selection at a no-op strength is none again: its comparison would be none with none
+    no_ops = {name: reason for name in chosen_grids
+              if (reason := path.no_op_reason(recorded, name, args.rule))}
+    if len(no_ops) == len(chosen_grids):
+        common.fail(f"tuned {args.preset}: every selected strength is a no-op "
+                    f"({'; '.join(no_ops.values())}): nothing to compare with {presets.CONTROL}")
+    for name in no_ops:
+        del chosen_grids[name]
     out = args.out or REPORTS_DIR / tuned
     family = len(chosen_grids) * len(TESTED)
     schedule = options.schedule_from(args, family)
@@ -90,6 +100,9 @@ def tuned_step(args: argparse.Namespace, recorded: path.PathStudy, header: str,
                                          schedule.max_seeds))
     chosen = path.selection_markdown(
         [s for s in recorded.selections if s.regularizer in chosen_grids], args.rule)
+    if no_ops:
+        chosen += ("\nNot compared (the strength chosen is in effect none, so its comparison "
+                   "would be none against none): " + "; ".join(no_ops.values()) + ".\n")
     write_whole(out / "selection.md", header + chosen + (f"\n{plan}\n" if plan else ""))
     print(chosen)
     print(plan, file=sys.stderr)
