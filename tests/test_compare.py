@@ -437,7 +437,9 @@ def test_ctrl_c_on_a_command_is_one_line_and_exit_130(store, capsys):
     time.sleep(1.0)  # within its imports or its reading: both end the same way
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130 and stderr.strip().splitlines() == [
+    # 130, or ended by the SIGINT itself (Python re-raises an interrupt that reached its top
+    # level as the signal), which a shell reports as 130 too
+    assert process.returncode in (130, -signal.SIGINT) and stderr.strip().splitlines() == [
         "interrupted (Ctrl-C)"], stderr
 
 
