@@ -146,6 +146,21 @@ def run_commands(commands: list[list[str]]) -> int:
     return worst
 
 
+def set_tensorflow_threads(threads: int | None) -> None:
+    """TensorFlow's intra- and inter-op thread counts, when ``threads`` is given. They are
+    process-wide and fixed by TensorFlow's first op: a process that already ran one (a reused
+    worker) keeps the counts it has."""
+    if not threads:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # fixed by an op already run
+        pass
+
+
 def import_tensorflow_quietly(threads: int | None = None) -> None:
     """Import TensorFlow with its C++ start-up lines (TENSORFLOW_STARTUP_LINES) left out of
     stderr; anything else it prints is passed on; ``threads``: its intra- and inter-op thread
@@ -164,9 +179,7 @@ def import_tensorflow_quietly(threads: int | None = None) -> None:
         try:
             import tensorflow
 
-            if threads:
-                tensorflow.config.threading.set_intra_op_parallelism_threads(threads)
-                tensorflow.config.threading.set_inter_op_parallelism_threads(threads)
+            set_tensorflow_threads(threads)
             tensorflow.constant(0)  # the first op initialises the devices (and their logs)
         finally:
             os.dup2(saved, 2)

@@ -43,18 +43,14 @@ def _verbosity(value: str):
 
 
 def configure_tensorflow(seed: int, deterministic: bool, threads: int | None) -> None:
-    """Seed Python, NumPy and TensorFlow; optionally op determinism and a thread count. The
-    thread count is process-wide and fixed by TensorFlow's first op: a process that already ran
-    TensorFlow (a reused worker of a parallel launcher) keeps what its first job set."""
+    """Seed Python, NumPy and TensorFlow; optionally op determinism and a thread count
+    (``processes.set_tensorflow_threads``: a reused worker keeps what its first job set)."""
     import keras
     import tensorflow as tf
 
-    if threads:
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(threads)
-        except RuntimeError:
-            pass
+    from regbench.processes import set_tensorflow_threads
+
+    set_tensorflow_threads(threads)
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
