@@ -43,7 +43,7 @@ def test_a_share_that_does_not_grow_cannot_be_calibrated(shares):
 
 
 def test_the_command_probes_every_builtin_and_shows_a_pinned_grid_beside(tmp_path,
-                                                                        monkeypatch):
+                                                                        monkeypatch, capfd):
     """On synthetic data (probes of a few steps): one probe per built-in, logged in the
     path's experiment (named after the data and model it ran: not the preset's own) and left
     out of its path's runs, the preset's pinned grid beside the calibrated one."""
@@ -64,7 +64,9 @@ def test_the_command_probes_every_builtin_and_shows_a_pinned_grid_beside(tmp_pat
     probes = mlflow.search_runs(experiment_names=[experiment])
     assert sorted(probes[f"tags.{record.TAG_CALIBRATION}"]) == sorted(
         presets.PINNED_GRIDS["path_mnist_small"])
+    capfd.readouterr()
     found = calibrate.in_experiment(experiment)
+    assert capfd.readouterr().err == ""  # read from disk: no MLflow progress bar per probe
     assert [c.option for c in found] == sorted(presets.PINNED_GRIDS["path_mnist_small"])
     assert all(math.isclose(c.exponent, 1, abs_tol=calibrate.LINEAR) for c in found)
     # a probe is not a run of the config it probes: the path's job of that config (l2 at its

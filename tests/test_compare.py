@@ -555,14 +555,14 @@ def test_an_artifact_uri_that_is_a_plain_path_is_read_from_disk(tmp_path, monkey
     is read as a file:// one is, without MLflow's copy per read."""
     import mlflow.artifacts
 
-    from regbench.analysis.query import _load_json, local_path
+    from regbench.analysis.query import load_json, local_path
 
     artifact = tmp_path / "artifacts" / "reliability.json"
     artifact.parent.mkdir()
     artifact.write_text('{"bins": 2}')
     monkeypatch.setattr(mlflow.artifacts, "load_dict", lambda uri: pytest.fail(uri))
     assert local_path(str(artifact)) == local_path(artifact.as_uri()) == artifact
-    assert _load_json(str(artifact)) == _load_json(artifact.as_uri()) == {"bins": 2}
+    assert load_json(str(artifact)) == load_json(artifact.as_uri()) == {"bins": 2}
     assert local_path("s3://bucket/run/artifacts/x.json") is None
     assert local_path("mlflow-artifacts:/1/abc/artifacts/x.json") is None
 

@@ -6,7 +6,6 @@ the runs it compared. Raises StoreError or CompareError; never exits."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,8 +63,6 @@ def compare_experiment(experiment: str, reference: str, out: Path, command: str,
     ``reference``, write the report into ``out`` (headed by ``command``) and, with ``log``, log
     it (module docstring). An arm of runs of two code identities raises CompareError unless
     ``mix_code`` (``query.one_code_per_arm``)."""
-    # one progress bar per artifact read would print a bar per run compared
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     store.connect(tracking_uri, create=False)
     recorded = query.fetch_runs(experiment, filter_string)
     code_notes = query.one_code_per_arm(recorded.runs, mix_code)

@@ -7,6 +7,7 @@ The names read are the contract's (``regbench.record``).
 from __future__ import annotations
 
 import json
+import os
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -282,14 +283,15 @@ def local_path(uri: str) -> Path | None:
     return Path(uri) if not parsed.scheme and uri.startswith("/") else None
 
 
-def _load_json(uri: str) -> dict:
+def load_json(uri: str) -> dict:
     """A JSON artifact: read straight from disk when ``uri`` is local (``local_path``; MLflow's
     ``load_dict`` copies each file to a temporary folder first, once per run read), else
-    through MLflow's artifact repository."""
+    through MLflow's artifact repository, without its progress bar (one per file read)."""
     import mlflow
 
     if (path := local_path(uri)) is not None:
         return json.loads(path.read_text())
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     return mlflow.artifacts.load_dict(uri)
 
 
@@ -300,7 +302,7 @@ def _reliability(artifact_uri: str):
 
     try:
         return ReliabilityBins.from_dict(
-            _load_json(f"{artifact_uri}/{record.RELIABILITY_ARTIFACT}"))
+            load_json(f"{artifact_uri}/{record.RELIABILITY_ARTIFACT}"))
     except Exception:
         return None
 

@@ -191,9 +191,9 @@ def in_experiment(experiment: str) -> list[Calibration]:
 
 
 def _stored(artifact_uri: str) -> Calibration:
-    import mlflow
+    from regbench.analysis.query import load_json
 
-    stored = mlflow.artifacts.load_dict(f"{artifact_uri}/{GRID_ARTIFACT}")
+    stored = load_json(f"{artifact_uri}/{GRID_ARTIFACT}")
     return Calibration(**{key: tuple(value) if isinstance(value, list) else value
                           for key, value in stored.items()})
 
