@@ -234,3 +234,15 @@ def test_the_batched_permutation_test_gives_the_p_of_one_batch(paired, monkeypat
     monkeypatch.setattr(stats, "PERMUTATION_BATCH", None)
     assert batched == stats.permutation_p(a, r, paired)
     assert not batched[1]
+
+
+def test_past_its_limit_the_permutation_test_is_left_out_and_the_t_test_stands_alone():
+    n = stats.PERMUTATION_UP_TO + 1
+    rng = np.random.default_rng(7)
+    a, r = rng.normal(0.3, 1, size=n), rng.normal(size=n)
+    assert np.isnan(stats.permutation_p(a, r, True)[0])
+    assert np.isnan(stats.permutation_p(a[:50], r[:51], False)[0])  # 101 values, unpaired
+    assert not np.isnan(stats.permutation_p(a[:50], r[:50], False)[0])
+    d = stats.compare("m", by_seed(a), by_seed(r), True, 0.1)
+    assert np.isnan(d.p_permutation) and d.p_verdict == d.p_value
+    assert d.p_tost == stats.tost_p(a, r, True, 0.1) and not np.isnan(d.p_tost)

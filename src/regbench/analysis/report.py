@@ -228,9 +228,10 @@ def markdown(comparison: Comparison, artifacts: RunArtifacts | None = None,
              f"Differences against the reference arm **{comparison.reference}** (a "
              "fixed-sample analysis of the runs there are: arm minus reference over the seeds "
              "both arms have, with the t-interval of the differences, the paired t-test and the "
-             "sign-flip permutation p; with fewer than 2 shared seeds, Welch's test and "
-             "interval and a permutation of the arm labels. p Holm: the larger of the t-test's "
-             f"and the permutation test's p, adjusted over the {tests} tests of this report. "
+             f"sign-flip permutation p (up to {stats.PERMUTATION_UP_TO} seeds); with fewer "
+             "than 2 shared seeds, Welch's test and interval and a permutation of the arm "
+             "labels. p Holm: the larger of the t-test's and the permutation test's p, "
+             f"adjusted over the {tests} tests of this report. "
              "Equivalence: TOST within ±margin, the 90% CI inside it):", "",
              *differences_table(comparison), ""]
     lines += [f"- {line}" for line in verdict_lines(comparison)]

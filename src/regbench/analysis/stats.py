@@ -12,7 +12,9 @@ Paired (the arms share n >= 2 seeds; seeds only one arm has are left out and cou
 * interval  = mean(d) -/+ t_{1-alpha/2, n-1} * sd(d) / sqrt(n)        (``scipy.stats.ttest_rel``)
 * p         = paired t-test of mean(d) = 0, and beside it the sign-flip permutation p-value:
   the share of all 2^n sign patterns of d whose |mean| >= |mean(d)| (two-sided as scipy
-  defines it; exact up to n = 16, a seeded Monte Carlo of 100,000 patterns beyond).
+  defines it; exact up to n = 16, a seeded Monte Carlo of 100,000 patterns beyond, up to
+  n = 100: past that the mean of the differences is as close to normal as the t-test needs,
+  and the permutation test, 1.2 s each at n = 334, is left out, NaN).
 
 Unpaired (fewer than 2 shared seeds): Welch's t-test, estimate = mean(a) - mean(r), interval
 mean(a) - mean(r) -/+ t_{1-alpha/2, nu} * sqrt(s_a^2/n_a + s_r^2/n_r) with the
@@ -76,6 +78,7 @@ CONFIDENCE = 0.95
 POWER = 0.80
 EXACT_SIGN_FLIPS_UP_TO = 16
 MONTE_CARLO_SIGN_FLIPS = 100_000
+PERMUTATION_UP_TO = 100  # values in a permutation test (pairs, or both arms' runs); NaN beyond
 # resamples scipy's permutation_test evaluates at once: the same p-values as all at once (the
 # same draws, in order), without an array of 100,000 x n (3.6 s for n = 334 here, 1.0 s batched)
 PERMUTATION_BATCH = 4_000
@@ -125,10 +128,10 @@ class Difference:
 
     @property
     def p_verdict(self) -> float:
-        """The p a verdict reads: the larger of the t-test's and the permutation test's (NaN
-        when no test was run)."""
-        return np.nan if np.isnan(self.p_value) else float(max(self.p_value,
-                                                                self.p_permutation))
+        """The p a verdict reads: the larger of the t-test's and the permutation test's (the
+        t-test's alone past PERMUTATION_UP_TO; NaN when no test was run)."""
+        return np.nan if np.isnan(self.p_value) else float(np.fmax(self.p_value,
+                                                                    self.p_permutation))
 
     @property
     def tested(self) -> bool:
@@ -173,8 +176,11 @@ def permutation_p(a: np.ndarray, r: np.ndarray, paired: bool, shift: float = 0.0
     """(p, exact) of the permutation test of mean difference = ``shift``: sign flips of
     d = a - shift - r if ``paired``, else permutations of the arm labels of a - shift and r.
     Exact over every pattern when there are at most 2^16 of them, else a seeded Monte Carlo
-    of 100,000 (``exact`` False). Refuses NaN."""
+    of 100,000 (``exact`` False); (NaN, False) past PERMUTATION_UP_TO values (module
+    docstring). Refuses NaN."""
     a, r = _finite(a, "a") - shift, _finite(r, "r")
+    if (len(a) if paired else len(a) + len(r)) > PERMUTATION_UP_TO:
+        return np.nan, False
     resamples = max(2 ** EXACT_SIGN_FLIPS_UP_TO, MONTE_CARLO_SIGN_FLIPS)
     rng = np.random.default_rng(seed)
     if paired:
@@ -250,10 +256,10 @@ def mean_interval(values: np.ndarray) -> tuple[float, float]:
 
 def tost_p(a: np.ndarray, r: np.ndarray, paired: bool, margin: float) -> float:
     """p of the two one-sided tests that the true difference lies within (-margin, +margin),
-    each the larger of the t-test's and the permutation test's p."""
+    each the larger of the t-test's and the permutation test's p (as ``p_verdict``)."""
     sides = ((-margin, "greater"), (margin, "less"))
-    return float(max(max(_t_test(a, r, paired, shift=shift, alternative=side).pvalue,
-                         permutation_p(a, r, paired, shift=shift, alternative=side)[0])
+    return float(max(np.fmax(_t_test(a, r, paired, shift=shift, alternative=side).pvalue,
+                             permutation_p(a, r, paired, shift=shift, alternative=side)[0])
                      for shift, side in sides))
 
 
