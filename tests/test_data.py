@@ -169,3 +169,29 @@ def test_a_process_waiting_for_the_fetch_uses_the_copy_another_made(tmp_path, mo
         (tmp_path / "mnist.npz").write_bytes(b"the other process's copy")
     waiting.join(timeout=10)
     assert provided == [tmp_path / "mnist.npz"]
+
+
+def test_a_download_through_keras_prints_none_of_tensorflow_s_start_up_lines(tmp_path):
+    """``regbench data`` when Keras fetches the file: Keras imports TensorFlow, whose C++
+    start-up lines would precede regbench's own line (here the fetch is stood in for by an
+    import of Keras and a small array file)."""
+    import subprocess
+    import sys
+
+    from regbench.processes import TENSORFLOW_STARTUP_LINES
+
+    program = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from regbench.cli import data\n"
+        "def fetched(folder):\n"
+        "    import keras.datasets.mnist  # as the download path does\n"
+        "    return {'x_train': np.zeros(3), 'x_test': np.zeros(2)}\n"
+        "data.load_mnist = fetched\n"
+        f"sys.exit(data.main(['--dir', {str(tmp_path)!r}]))\n")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert not [line for line in done.stderr.splitlines()
+                if line.startswith(TENSORFLOW_STARTUP_LINES)], done.stderr
+    assert done.stdout.startswith(f"{tmp_path / 'mnist.npz'}: 3 train, 2 test images")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from regbench import processes
 from regbench.cli import common
 from regbench.errors import DataError
 from regbench.locations import DATA_DIR
@@ -15,6 +16,8 @@ def main(argv: list[str]) -> int:
     parser = common.ArgumentParser(prog="regbench data", description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=DATA_DIR)
     args = parser.parse_args(argv)
+    # Keras, which a download goes through, imports TensorFlow: without its C++ start-up lines
+    processes.import_tensorflow_quietly()
     try:
         arrays = load_mnist(args.dir)
     except DataError as error:
