@@ -281,3 +281,5 @@ def test_the_path_report_marks_added_points_and_shows_target_and_realised_shares
     assert ("- l2: gradient shares at the end of training 0.001 to 1, where the calibrated grid "
             "aimed at 0.001 to 10") in text
     assert "(added): beyond the planned grid" in text
+    # the best at the weak edge, a no-op there: nothing but none lies beyond it
+    assert "edge of its grid" not in text

@@ -252,7 +252,10 @@ def markdown(points: dict[str, list[PathPoint]], selections: list[Selection],
                      f"{' '.join(map(str, s.best.seeds))} |")
     for s in selections:
         strengths = [p.strength for p in points[s.regularizer]]
-        if s.best.strength in (min(strengths), max(strengths)):
+        # a weakest point that is a no-op has only none beyond it
+        weak_edge_idle = s.best.strength == min(strengths) and (
+            s.best.gradient_share < NO_OP_SHARE)
+        if s.best.strength in (min(strengths), max(strengths)) and not weak_edge_idle:
             lines.append(f"- warning: {s.regularizer}'s best strength {s.best.strength:g} is at "
                          "the edge of its grid: the best may lie beyond it")
     for name in probes:
