@@ -225,7 +225,7 @@ def test_the_published_code_identities_are_what_git_gives_and_the_results_quote_
     published = (REPORTS_DIR / "code-identities.md").read_text().splitlines()
     assert published[1:] == identity.published_markdown(REPORTS_DIR, PROJECT_ROOT).splitlines()[1:]
     results = (PROJECT_ROOT / "docs" / "results.md").read_text()
-    paragraph = results[results.index("Those runs were recorded before"):].split("\n\n")[0]
+    paragraph = results[results.index("were recorded before runs carried"):].split("\n\n")[0]
     named = re.findall(r"\b[0-9a-f]{12}\b", paragraph)
     assert len(named) == 4
     cells = [row.strip("| ").split(" | ") for row in published if re.match(r"\| \S+\.md \|", row)]
