@@ -255,12 +255,15 @@ def test_a_bracketed_path_trains_each_round_of_added_points(no_identical_runs, m
     monkeypatch.setattr(path, "train_path", lambda preset, grids, extra, experiment: (
         trained.append(dict(grids)), 0)[1])
     monkeypatch.setattr(path.store, "connect", lambda uri, create: None)
-    monkeypatch.setattr(path, "read_path", lambda experiment, reuse_stale: path.PathStudy(
-        None, shares_path(trained[-1]["l2"], accuracy=np.log10), [], [], []))
-    code, grids = path.train_bracketed("path_mnist_small", planned, (), "p")
+    read = []
+    monkeypatch.setattr(path, "read_path", lambda experiment, reuse_stale: read.append(
+        path.PathStudy(None, shares_path(trained[-1]["l2"], accuracy=np.log10), [], [], []))
+        or read[-1])
+    code, study = path.train_bracketed("path_mnist_small", planned, (), "p")
     assert code == 0 and [g["l2"] for g in trained] == [
         planned["l2"], (1e-6, 1e-5, 1e-4, 1e-3, 1e-2), (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)]
-    assert grids == trained[-1]
+    assert study is read[-1] and len(read) == 3  # the path as read after its last round
+    assert [p.strength for p in study.points["l2"]] == list(trained[-1]["l2"])
     assert capsys.readouterr().err.splitlines() == [
         "path of p: l2 extended to 1e-06: its weakest point 1e-05 pulls with 0.01 of the "
         "data's gradient, not a no-op",

@@ -15,7 +15,6 @@ from regbench.locations import REPORTS_DIR, unwritable_folder, write_whole
 with common.collector_paused():
     import pandas as pd
 
-    from regbench import processes
     from regbench.analysis import report
     from regbench.analysis.comparison import TESTED
     from regbench.analysis.publish import log_report
@@ -76,11 +75,10 @@ def main(argv: list[str]) -> int:
     except (ConfigError, StoreError) as error:
         common.fail(str(error))
     try:
-        code, _ = path.train_bracketed(args.preset, grids, extra, experiment, args.tracking_uri,
-                                       args.reuse_stale)
-        if code == processes.EXIT_INTERRUPTED:
+        code, recorded = path.train_bracketed(args.preset, grids, extra, experiment,
+                                              args.tracking_uri, args.reuse_stale)
+        if recorded is None:  # interrupted
             return code
-        recorded = path.read_path(experiment, args.reuse_stale)
         chosen = path.chosen_strengths(recorded, list(shown), args.rule, experiment)
     except (StoreError, CompareError) as error:
         common.fail(str(error))

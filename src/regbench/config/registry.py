@@ -71,6 +71,7 @@ ENTRY_POINT_GROUP = "regbench.regularizers"
 # key of the option's node, and what ``check`` calls it on
 KERNEL, ACTIVITY = "kernel", "activity"
 ACTS_ON = (KERNEL, ACTIVITY)
+INPUTS = {KERNEL: "a kernel", ACTIVITY: "activations"}  # what ``check`` calls each kind on
 # kernels (inputs, units), or activations (batch, units); units >= 2
 CHECK_SHAPES = ((16, 8), (7, 3), (3, 5))
 # an activity penalty's value on a batch repeated twice over its value on the batch: Keras
@@ -431,7 +432,7 @@ def _call_failure(built: Any, acts_on: str) -> tuple[str, str] | None:
     import numpy as np
     import tensorflow as tf
 
-    what = "a kernel" if acts_on == KERNEL else "activations"
+    what = INPUTS[acts_on]
     for shape in CHECK_SHAPES:
         inputs = _inputs(acts_on, shape)
         with tf.GradientTape() as tape:
@@ -477,10 +478,9 @@ def check(option_name: str, built: Any) -> None:
     if failure:
         other = ACTIVITY if acts_on == KERNEL else KERNEL
         if _call_failure(built, other) is None:
-            kind = "a kernel" if other == KERNEL else "an activity"
-            fail(failure[0], f"{failure[1]}; on {'a kernel' if other == KERNEL else 'activations'}"
-                             f" it passes them all: it looks like {kind} regularizer "
-                             f"(register it with acts_on={other!r})")
+            fail(failure[0], f"{failure[1]}; on {INPUTS[other]} it passes them all: it looks "
+                             f"like {'a kernel' if other == KERNEL else 'an activity'} "
+                             f"regularizer (register it with acts_on={other!r})")
         fail(*failure)
     inputs = _inputs(acts_on, CHECK_SHAPES[-1])
     value = built(inputs)

@@ -90,11 +90,11 @@ def train_path(preset: str, grids: dict[str, tuple[float, ...]], extra: tuple[st
 
 def train_bracketed(preset: str, grids: dict[str, tuple[float, ...]], extra: tuple[str, ...],
                     experiment: str, tracking_uri: str | None = None, reuse_stale: bool = False
-                    ) -> tuple[int, dict[str, tuple[float, ...]]]:
+                    ) -> tuple[int, PathStudy | None]:
     """Train the path (``train_path``), then, while ``extensions`` of the grids as planned
     asks for strengths beyond an edge, train those too (a round of added points at a time,
-    each announced on stderr): (the largest exit code, the grids as trained). Stops at an
-    interrupt."""
+    each announced on stderr): (the largest exit code, the path as read after its last round,
+    ``read_path``; None when interrupted)."""
     import sys
 
     from regbench import processes
@@ -103,11 +103,12 @@ def train_bracketed(preset: str, grids: dict[str, tuple[float, ...]], extra: tup
     while True:
         code = max(code, train_path(preset, trained, extra, experiment))
         if code == processes.EXIT_INTERRUPTED:
-            return code, trained
+            return code, None
         store.connect(tracking_uri, create=False)
-        added = extensions(read_path(experiment, reuse_stale), grids, trained)
+        study = read_path(experiment, reuse_stale)
+        added = extensions(study, grids, trained)
         if not added:
-            return code, trained
+            return code, study
         for name, points in added.items():
             for strength, why in points:
                 print(f"path of {experiment}: {name} extended to {strength:g}: {why}",
@@ -267,12 +268,13 @@ def markdown(points: dict[str, list[PathPoint]], selections: list[Selection],
     lines += ["", "| regularizer | strength | seeds | val accuracy [95% CI] | test data loss | "
               "penalty share of loss | of gradient | of gradient, probe (target) |",
               "|---|---|---|---|---|---|---|---|"]
-    failed = []
+    failed, any_added = [], False
     for name, path in points.items():
         for p in path:
             low, high = np.clip(mean_interval(p.val_accuracy), 0.0, 1.0)  # an accuracy's range
             interval = "" if np.isnan(low) else f" [{low:.4f}, {high:.4f}]"
             added = name in planned and p.strength not in planned[name]
+            any_added |= added
             target = f"{probes[name].share_at(p.strength):.3g}" if name in probes else "–"
             lines.append(f"| {name} | {p.strength:g}{' (added)' if added else ''} | "
                          f"{len(p.seeds)} | {p.mean:.4f}{interval} | "
@@ -281,8 +283,7 @@ def markdown(points: dict[str, list[PathPoint]], selections: list[Selection],
             if p.diverged:
                 failed.append(f"{name} at {p.strength:g}: seed{'s' * (len(p.diverged) > 1)} "
                               f"{', '.join(map(str, p.diverged))}")
-    if any(name in planned and p.strength not in planned[name]
-           for name, path in points.items() for p in path):
+    if any_added:
         lines += ["", f"(added): beyond the planned grid, where the path did not bracket its "
                   f"answer (a weakest point that is not a no-op, or the best at the strongest; "
                   f"at most {EXTENSION_POINTS} a side, regbench.design.path.extensions)."]
