@@ -107,6 +107,35 @@ def test_a_difference_inside_the_margin_is_said_both_ways():
     assert 0 < look.low and look.high < 0.001 and look.decided
 
 
+def test_equivalence_reads_its_own_interval_and_the_report_says_which():
+    """TOST at error alpha per side is the interval with each side at alpha: narrower than the
+    two-sided one. Where only the narrower lies inside the margin, the verdict is equivalent,
+    and what quotes it shows the interval equivalence read (the two-sided alone would seem to
+    contradict it)."""
+    from regbench.design import study
+
+    rng = np.random.default_rng(3)
+    reference = rng.normal(0.5, 0.03, 12)
+    d = rng.normal(0.0, 1.0, 12)
+    d = (d - d.mean()) / d.std(ddof=1) * 0.03  # mean 0, sd 0.03
+    schedule = one_look(12)
+    two_low, two_high = sequential.interval(d[None, :], 0.05 / 4, schedule, 12, 2)
+    tost_low, tost_high = sequential.interval(d[None, :], 0.05 / 4, schedule, 12, 1)
+    margin = (float(two_high[0]) + float(tost_high[0])) / 2  # between the two half-widths
+    look = decide_at("test_data_loss", reference + d, reference, False, margin)
+    assert look.decision == stats.EQUIVALENT and look.says_equivalent
+    assert look.low < -margin and margin < look.high  # the two-sided interval passes it
+    assert (look.equivalence_low, look.equivalence_high) == pytest.approx(
+        (tost_low[0], tost_high[0]))
+    assert -margin < look.equivalence_low and look.equivalence_high < margin
+    assert study.intervals(look) == (
+        f"[{look.low:+.4f}, {look.high:+.4f}], equivalence interval "
+        f"[{look.equivalence_low:+.4f}, {look.equivalence_high:+.4f}]")
+    better = decide_at("m", [1.0] * 8, [0.0] * 8, True, 0.1)
+    assert not better.says_equivalent and study.intervals(better) == (
+        f"[{better.low:+.4f}, {better.high:+.4f}]")
+
+
 def test_ties_on_every_seed_are_not_a_point_interval():
     """Accuracies (multiples of 1/10,000) tied on every seed of arms that differ elsewhere:
     the spread is floored at the grid's rounding error, so the interval has a width."""

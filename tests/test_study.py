@@ -82,7 +82,8 @@ def test_a_study_grows_until_every_comparison_is_decided_and_resumes(tmp_path, c
     assert "| 5, 8 | 8 | +0.0" in accuracy and accuracy.endswith("| better | decided |")
     assert "| 5, 8 | 8 |" in loss and loss.endswith("| worse | decided |")
     assert rows["| none", "test accuracy"].endswith(
-        "| 5 | 5 | +0.0000 | [+0.0000, +0.0000] | equivalent (identical) | decided |")
+        "| 5 | 5 | +0.0000 | [+0.0000, +0.0000] | [+0.0000, +0.0000] | equivalent (identical) "
+        "| decided |")
     assert (tmp_path / "report" / "comparison.md").read_text().count("| l2-0.0001 | 8 |") == 1
     compute = next(line for line in text.splitlines() if line.startswith("Compute: "))
     assert compute.startswith("Compute: 21 runs, ")

@@ -228,31 +228,37 @@ def spread_floor(values: np.ndarray) -> float:
     return float(gaps.min() / np.sqrt(6)) if len(gaps) else 0.0
 
 
-def decisions(d: np.ndarray, margin: float, alpha: float, schedule: Schedule, look: int,
-              floor: float = 0.0, resamples: int = stats.MONTE_CARLO_SIGN_FLIPS):
+def interval(d: np.ndarray, alpha: float, schedule: Schedule, look: int, sides: int,
+             floor: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Per row of paired differences ``d`` (rows x n) at the look of ``look`` seeds per arm:
-    (code, low, high), the code indexing DECISIONS, (low, high) the reported interval (error
-    ``alpha``, two-sided, ``schedule.critical``), the spread floored at ``floor``. Bit 1: the
-    interval excludes 0 and the two-sided sign-flip p is <= alpha; bit 2: the TOST interval
-    (each side at ``alpha``) lies inside (-margin, margin) and both one-sided sign-flip tests
-    are <= alpha."""
+    mean(d) -/+ c * max(sd(d), floor) / sqrt(n), c = ``schedule.critical(look, n, alpha,
+    sides)``: the two-sided interval at error ``alpha`` (``sides`` 2), or the equivalence (TOST)
+    interval, each of its sides at ``alpha`` (``sides`` 1; the narrower of the two)."""
     d = np.atleast_2d(np.asarray(d, dtype=float))
     n = d.shape[1]
     error = np.maximum(np.std(d, axis=1, ddof=1), floor) / np.sqrt(n) if n > 1 else np.inf
+    critical = schedule.critical(look, n, alpha, sides)
+    half = np.full(len(d), np.inf) if np.isinf(critical) else critical * error
     mean = d.mean(axis=1)
+    return mean - half, mean + half
 
-    def bounds(sides: int):
-        critical = schedule.critical(look, n, alpha, sides)
-        half = np.full(len(d), np.inf) if np.isinf(critical) else critical * error
-        return mean - half, mean + half
 
-    low, high = bounds(2)
+def decisions(d: np.ndarray, margin: float, alpha: float, schedule: Schedule, look: int,
+              floor: float = 0.0, resamples: int = stats.MONTE_CARLO_SIGN_FLIPS):
+    """Per row of paired differences ``d`` (rows x n) at the look of ``look`` seeds per arm:
+    (code, low, high), the code indexing DECISIONS, (low, high) the reported two-sided
+    ``interval`` at error ``alpha``, the spread floored at ``floor``. Bit 1: the interval
+    excludes 0 and the two-sided sign-flip p is <= alpha; bit 2: the equivalence ``interval``
+    (each side at ``alpha``) lies inside (-margin, margin) and both one-sided sign-flip tests
+    are <= alpha."""
+    d = np.atleast_2d(np.asarray(d, dtype=float))
+    low, high = interval(d, alpha, schedule, look, 2, floor)
     code = np.zeros(len(d), dtype=int)
     differs = np.flatnonzero((low > 0) | (high < 0))
     if len(differs):
         allowed = sign_flip_p(d[differs], "two-sided", resamples) <= alpha
         code[differs[allowed]] = 1
-    tost_low, tost_high = bounds(1)
+    tost_low, tost_high = interval(d, alpha, schedule, look, 1, floor)
     inside = np.flatnonzero((tost_low > -margin) & (tost_high < margin))
     if len(inside):
         p = np.maximum(sign_flip_p(d[inside] + margin, "greater", resamples),
@@ -271,10 +277,18 @@ class Look:
     low: float
     high: float
     decision: str  # better, worse, equivalent, identical, continue, or "better, by less ..."
+    # the equivalence (TOST) interval, each side at the look's error: what equivalence reads
+    equivalence_low: float = -np.inf
+    equivalence_high: float = np.inf
 
     @property
     def decided(self) -> bool:
         return self.decision != CONTINUE
+
+    @property
+    def says_equivalent(self) -> bool:
+        """Whether the verdict rests on the equivalence interval lying inside the margins."""
+        return self.decision in (stats.EQUIVALENT, IDENTICAL) or self.decision.endswith(BY_LESS)
 
 
 def decide(metric: str, arm: dict, reference: dict, higher_is_better: bool, margin: float,
@@ -290,11 +304,15 @@ def decide(metric: str, arm: dict, reference: dict, higher_is_better: bool, marg
         return Look(metric, len(shared), np.nan, -np.inf, np.inf, CONTINUE)
     estimate = float(np.mean(a - r))
     if identical and stats.agree_to_round_off(a, r):
-        return Look(metric, len(shared), estimate, estimate, estimate, IDENTICAL)
-    code, low, high = decisions((a - r)[None, :], margin, (1 - stats.CONFIDENCE) / family,
-                                schedule, look, spread_floor(np.concatenate([a, r])))
+        return Look(metric, len(shared), estimate, estimate, estimate, IDENTICAL, estimate,
+                    estimate)
+    alpha, floor = (1 - stats.CONFIDENCE) / family, spread_floor(np.concatenate([a, r]))
+    code, low, high = decisions((a - r)[None, :], margin, alpha, schedule, look, floor)
+    equivalence_low, equivalence_high = interval((a - r)[None, :], alpha, schedule, look, 1,
+                                                 floor)
     decision = DECISIONS[code[0]]
     if decision in (DIFFERS, WITHIN):
         direction = stats.BETTER if (estimate > 0) == higher_is_better else stats.WORSE
         decision = direction if decision == DIFFERS else f"{direction}, {BY_LESS}"
-    return Look(metric, len(shared), estimate, float(low[0]), float(high[0]), decision)
+    return Look(metric, len(shared), estimate, float(low[0]), float(high[0]), decision,
+                float(equivalence_low[0]), float(equivalence_high[0]))

@@ -125,11 +125,19 @@ def figure_panels(comparisons: list[Tracked], runs: pd.DataFrame,
     return panels
 
 
+def intervals(look: sequential.Look) -> str:
+    """A look's interval as a sentence quotes it: the two-sided one, and beside it the
+    equivalence interval when the verdict rests on that (equivalent, by less than the margin)."""
+    shown = f"[{look.low:+.4f}, {look.high:+.4f}]"
+    return (f"{shown}, equivalence interval [{look.equivalence_low:+.4f}, "
+            f"{look.equivalence_high:+.4f}]" if look.says_equivalent else shown)
+
+
 def look_line(number: int, seeds: int, comparisons: list[Tracked], last: bool) -> str:
     """What a look decided and what goes on, in one line."""
     decided = sum(c.decided for c in comparisons)
-    parts = [f"{c.label} {report.HEADERS[c.metric]} {c.final.decision} "
-             f"[{c.final.low:+.4f}, {c.final.high:+.4f}]" for c in comparisons]
+    parts = [f"{c.label} {report.HEADERS[c.metric]} {c.final.decision} {intervals(c.final)}"
+             for c in comparisons]
     going = ("all decided: the study stops" if decided == len(comparisons) else
              "budget reached: the study stops" if last else "going on")
     return (f"look {number} at {seeds} seeds per arm: {decided} of {len(comparisons)} "
@@ -183,13 +191,15 @@ def markdown(comparisons: list[Tracked], schedule: sequential.Schedule, start: i
              f"comparisons; looks at {', '.join(map(str, schedule.looks()))} "
              f"seeds per arm (seeds {start} onwards), stopping when every comparison is decided "
              "or at the budget. Each interval below is the design's interval where its "
-             "comparison stopped, valid however the stop was chosen; looks are the seeds per "
-             "arm at each look it took, seeds those both arms finished at its last (the "
-             "interval's). comparison.md beside this file is the fixed-sample analysis of the "
-             "same runs (means, curves, plots); its p-values do not account for the looks, "
-             "these verdicts do.", "",
-             "| arm | metric | looks | seeds | difference | interval | verdict | why "
-             "it stopped |", "|---|---|---|---|---|---|---|---|"]
+             "comparison stopped, valid however the stop was chosen: better or worse when "
+             "the interval excludes 0; equivalent when the equivalence interval (two one-sided "
+             "tests, each side at the same error, so narrower) lies inside the margins. Looks "
+             "are the seeds per arm at each look it took, seeds those both arms finished at "
+             "its last (the intervals'). comparison.md beside this file is the fixed-sample "
+             "analysis of the same runs (means, curves, plots); its p-values do not account "
+             "for the looks, these verdicts do.", "",
+             "| arm | metric | looks | seeds | difference | interval | equivalence interval "
+             "| verdict | why it stopped |", "|---|---|---|---|---|---|---|---|---|"]
     for c in comparisons:
         final = c.final
         verdict = (stats.INCONCLUSIVE if not final.decided else
@@ -200,7 +210,9 @@ def markdown(comparisons: list[Tracked], schedule: sequential.Schedule, start: i
         lines.append(f"| {c.label} | {report.HEADERS[c.metric]} | "
                      f"{', '.join(map(str, c.scheduled[:c.looks.index(final) + 1]))}"
                      f" | {final.seeds} | {final.estimate:+.4f} | "
-                     f"[{final.low:+.4f}, {final.high:+.4f}] | {verdict} | {why} |")
+                     f"[{final.low:+.4f}, {final.high:+.4f}] | "
+                     f"[{final.equivalence_low:+.4f}, {final.equivalence_high:+.4f}] | "
+                     f"{verdict} | {why} |")
     skewed = skewed_lines(comparisons, runs)
     return "\n".join([*lines, *(["", *skewed] if skewed else []), "",
                       compute(comparisons, runs, schedule, start)]) + "\n"

@@ -49,7 +49,7 @@ def answer(option: str, comparisons: list[rounds.Tracked], seeds: int) -> str:
         decision = final.decision if final.decided else stats.INCONCLUSIVE
         against.setdefault(c.reference, []).append(
             f"{decision} on {report.HEADERS[c.metric]} ({final.estimate:+.4f}, "
-            f"[{final.low:+.4f}, {final.high:+.4f}])")
+            f"{rounds.intervals(final)})")
     arm = comparisons[0].arm
     stopped = ("every comparison decided" if all(c.decided for c in comparisons)
                else f"the budget of {seeds} seeds per arm reached")
