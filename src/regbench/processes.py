@@ -97,16 +97,32 @@ def signals_held():
 
 ORPHAN_CHECK_SECONDS = 1.0  # how often a worker checks that the process that started it lives
 ORPHAN_GRACE_SECONDS = 60.0  # how long an orphan's job may take to close its run
+ORPHAN_SAFE_POINT_SECONDS = 5.0  # how long it has to reach a safe point before a signal
+ORPHANED = "its command is gone"  # the reason an orphan's job stops (interrupt_requested)
 _watching: list[int] = []  # the parent watched, once stop_with_parent has started
 
 
-def _watch_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(ORPHAN_CHECK_SECONDS)
-    os.kill(os.getpid(), signal.SIGTERM)  # a job under way unwinds and closes its run KILLED
-    deadline = time.monotonic() + ORPHAN_GRACE_SECONDS
+def _wait_for_blocks(seconds: float) -> None:
+    deadline = time.monotonic() + seconds
     while _open_blocks and time.monotonic() < deadline:
         time.sleep(0.2)
+
+
+def _watch_parent(parent: int) -> None:
+    """Once ``parent`` is gone: ask a job under way to stop at its next safe point (the start
+    of a batch, ``callbacks.StopWhenRequested``), where unwinding cannot cut the code that
+    logs an epoch short and leave a lock of the store's held for the closing of the run; if
+    none comes within ORPHAN_SAFE_POINT_SECONDS (the job is not in a training loop), SIGTERM
+    interrupts it where it is; either way the job closes its run KILLED. Then the process
+    ends, after ORPHAN_GRACE_SECONDS at most."""
+    while os.getppid() == parent:
+        time.sleep(ORPHAN_CHECK_SECONDS)
+    if _open_blocks:
+        _requested.append(ORPHANED)
+        _wait_for_blocks(ORPHAN_SAFE_POINT_SECONDS)
+    if _open_blocks:
+        os.kill(os.getpid(), signal.SIGTERM)
+        _wait_for_blocks(ORPHAN_GRACE_SECONDS)
     os._exit(128 + signal.SIGTERM)  # then the process ends, whatever ignores signals now
 
 
