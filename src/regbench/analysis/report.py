@@ -122,7 +122,8 @@ def _p(value: float) -> str:
     return "–" if np.isnan(value) else f"{value:.3g}"
 
 
-def _interval(low: float, high: float) -> str:
+def interval_text(low: float, high: float) -> str:
+    """An interval as every report prints it: [-0.0012, +0.0034], or – where there is none."""
     return "–" if np.isnan(low) else f"[{low:+.4f}, {high:+.4f}]"
 
 
@@ -163,10 +164,10 @@ def differences_table(comparison: Comparison) -> list[str]:
                            f"{d.prob_improvement:.2f} [{d.prob_improvement_low:.2f}, "
                            f"{d.prob_improvement_high:.2f}]")
             cells = [arm, HEADERS[d.metric], _pairing(d), f"{d.n_arm}/{d.n_reference}",
-                     f"{d.estimate:+.4f}", _interval(d.low, d.high), _p(d.p_value),
+                     f"{d.estimate:+.4f}", interval_text(d.low, d.high), _p(d.p_value),
                      _permutation(d), _p(d.p_adjusted),
                      f"{_p(d.p_tost_adjusted)} (±{d.margin:g})", improvement,
-                     _interval(d.bootstrap_low, d.bootstrap_high), d.verdict]
+                     interval_text(d.bootstrap_low, d.bootstrap_high), d.verdict]
             lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -179,10 +180,10 @@ def verdict_sentence(d: stats.Difference) -> str:
                 f"{d.estimate:+.4f})")
     if d.identical:
         return f"{name} identical on every seed (to float32 round-off)"
-    numbers = f"{d.estimate:+.4f}, 95% CI {_interval(d.low, d.high)}, p Holm {_p(d.p_adjusted)}"
+    numbers = f"{d.estimate:+.4f}, 95% CI {interval_text(d.low, d.high)}, p Holm {_p(d.p_adjusted)}"
     if d.verdict == stats.EQUIVALENT:
         return (f"{name} equivalent within ±{d.margin:g} ({d.estimate:+.4f}, 90% CI "
-                f"{_interval(d.tost_low, d.tost_high)} inside the margin, TOST p Holm "
+                f"{interval_text(d.tost_low, d.tost_high)} inside the margin, TOST p Holm "
                 f"{_p(d.p_tost_adjusted)})")
     if d.verdict == stats.INCONCLUSIVE:
         alpha = (1 - stats.CONFIDENCE) / d.family

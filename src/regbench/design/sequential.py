@@ -246,11 +246,11 @@ def interval(d: np.ndarray, alpha: float, schedule: Schedule, look: int, sides: 
 def decisions(d: np.ndarray, margin: float, alpha: float, schedule: Schedule, look: int,
               floor: float = 0.0, resamples: int = stats.MONTE_CARLO_SIGN_FLIPS):
     """Per row of paired differences ``d`` (rows x n) at the look of ``look`` seeds per arm:
-    (code, low, high), the code indexing DECISIONS, (low, high) the reported two-sided
-    ``interval`` at error ``alpha``, the spread floored at ``floor``. Bit 1: the interval
-    excludes 0 and the two-sided sign-flip p is <= alpha; bit 2: the equivalence ``interval``
-    (each side at ``alpha``) lies inside (-margin, margin) and both one-sided sign-flip tests
-    are <= alpha."""
+    (code, low, high, tost_low, tost_high), the code indexing DECISIONS, (low, high) the
+    reported two-sided ``interval`` at error ``alpha``, (tost_low, tost_high) the equivalence
+    ``interval`` (each side at ``alpha``), the spread floored at ``floor``. Bit 1: the interval
+    excludes 0 and the two-sided sign-flip p is <= alpha; bit 2: the equivalence interval lies
+    inside (-margin, margin) and both one-sided sign-flip tests are <= alpha."""
     d = np.atleast_2d(np.asarray(d, dtype=float))
     low, high = interval(d, alpha, schedule, look, 2, floor)
     code = np.zeros(len(d), dtype=int)
@@ -264,7 +264,7 @@ def decisions(d: np.ndarray, margin: float, alpha: float, schedule: Schedule, lo
         p = np.maximum(sign_flip_p(d[inside] + margin, "greater", resamples),
                        sign_flip_p(d[inside] - margin, "less", resamples))
         code[inside[p <= alpha]] += 2
-    return code, low, high
+    return code, low, high, tost_low, tost_high
 
 
 @dataclass(frozen=True)
@@ -307,9 +307,8 @@ def decide(metric: str, arm: dict, reference: dict, higher_is_better: bool, marg
         return Look(metric, len(shared), estimate, estimate, estimate, IDENTICAL, estimate,
                     estimate)
     alpha, floor = (1 - stats.CONFIDENCE) / family, spread_floor(np.concatenate([a, r]))
-    code, low, high = decisions((a - r)[None, :], margin, alpha, schedule, look, floor)
-    equivalence_low, equivalence_high = interval((a - r)[None, :], alpha, schedule, look, 1,
-                                                 floor)
+    code, low, high, equivalence_low, equivalence_high = decisions(
+        (a - r)[None, :], margin, alpha, schedule, look, floor)
     decision = DECISIONS[code[0]]
     if decision in (DIFFERS, WITHIN):
         direction = stats.BETTER if (estimate > 0) == higher_is_better else stats.WORSE

@@ -110,7 +110,7 @@ def simulate(delta: float, spread: float = 1.0, family: int = 4, distribution: s
         rows = np.flatnonzero(np.repeat(open_study, family) & (code == 0))
         if not len(rows):
             break
-        found, found_low, found_high = sequential.decisions(
+        found, found_low, found_high, *_ = sequential.decisions(
             d[rows, :n], MARGIN, alpha, schedule, n, floor, resamples)
         code[rows] = found
         low[rows], high[rows] = found_low, found_high

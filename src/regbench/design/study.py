@@ -128,9 +128,10 @@ def figure_panels(comparisons: list[Tracked], runs: pd.DataFrame,
 def intervals(look: sequential.Look) -> str:
     """A look's interval as a sentence quotes it: the two-sided one, and beside it the
     equivalence interval when the verdict rests on that (equivalent, by less than the margin)."""
-    shown = f"[{look.low:+.4f}, {look.high:+.4f}]"
-    return (f"{shown}, equivalence interval [{look.equivalence_low:+.4f}, "
-            f"{look.equivalence_high:+.4f}]" if look.says_equivalent else shown)
+    shown = report.interval_text(look.low, look.high)
+    return (f"{shown}, equivalence interval "
+            f"{report.interval_text(look.equivalence_low, look.equivalence_high)}"
+            if look.says_equivalent else shown)
 
 
 def look_line(number: int, seeds: int, comparisons: list[Tracked], last: bool) -> str:
@@ -210,8 +211,8 @@ def markdown(comparisons: list[Tracked], schedule: sequential.Schedule, start: i
         lines.append(f"| {c.label} | {report.HEADERS[c.metric]} | "
                      f"{', '.join(map(str, c.scheduled[:c.looks.index(final) + 1]))}"
                      f" | {final.seeds} | {final.estimate:+.4f} | "
-                     f"[{final.low:+.4f}, {final.high:+.4f}] | "
-                     f"[{final.equivalence_low:+.4f}, {final.equivalence_high:+.4f}] | "
+                     f"{report.interval_text(final.low, final.high)} | "
+                     f"{report.interval_text(final.equivalence_low, final.equivalence_high)} | "
                      f"{verdict} | {why} |")
     skewed = skewed_lines(comparisons, runs)
     return "\n".join([*lines, *(["", *skewed] if skewed else []), "",
